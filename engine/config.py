@@ -1,0 +1,301 @@
+"""Typed run configuration: dataclasses per section, YAML recipes, `key=value` overrides.
+
+    cfg = load_config("recipes/tiny/pretrain.yaml", ["train.max_steps=10", "parallel.tp=2"])
+    cfg.validate(world_size=4)      # before any process group exists
+
+Every error names the offending key (`parallel.tp`, `model.num_query_groups`, ...). Unknown keys
+and values of the wrong type are rejected, never ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A recipe or override that cannot run; the message names the key."""
+
+
+@dataclass
+class RopeScalingConfig:
+    """Llama-3 style RoPE frequency scaling (HF `rope_scaling` with rope_type llama3)."""
+
+    rope_type: str = "llama3"
+    factor: float = 8.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_position_embeddings: int = 8192
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of a Llama-family decoder (Llama 3/3.1/3.2, Qwen2/2.5)."""
+
+    arch: str = "llama"  # llama | qwen2
+    num_layers: int = 2
+    hidden_size: int = 128
+    ffn_hidden_size: int = 352
+    num_attention_heads: int = 4
+    num_query_groups: int = 2  # key/value heads (GQA)
+    head_dim: Optional[int] = None  # default: hidden_size // num_attention_heads
+    vocab_size: int = 264
+    max_position_embeddings: int = 8192
+    rope_theta: float = 500000.0
+    rope_scaling: Optional[RopeScalingConfig] = None
+    norm_eps: float = 1e-5
+    tie_word_embeddings: bool = False
+    qkv_bias: bool = False  # Qwen2 has biases on q, k and v
+    init_std: float = 0.02
+    make_vocab_size_divisible_by: int = 128
+
+    @property
+    def kv_channels(self) -> int:
+        return self.head_dim or self.hidden_size // self.num_attention_heads
+
+
+@dataclass
+class ParallelConfig:
+    """Model-parallel layout; data parallelism takes the remaining ranks."""
+
+    tp: int = 1
+    pp: int = 1
+    sp: bool = False
+    distributed_optimizer: bool = False
+
+
+@dataclass
+class SourceConfig:
+    """One data file; `text` is the field read from each JSONL record."""
+
+    path: str = ""
+    text_field: str = "text"
+
+
+@dataclass
+class DataConfig:
+    """Where the data comes from and how it is cut into packed micro-batches."""
+
+    sources: list[SourceConfig] = field(default_factory=list)
+    tokenizer: str = "byte"
+    max_seq_len: int = 256
+    max_tokens_per_micro_batch: int = 512
+    global_batch_size: int = 8  # sequences per optimizer step, over all data-parallel ranks
+    shuffle: bool = True
+
+
+@dataclass
+class OptimConfig:
+    """Adam with warmup then decay; gradient clipping by global norm."""
+
+    lr: float = 1e-3
+    min_lr: float = 0.0
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    clip_grad: float = 1.0
+    warmup_steps: int = 0
+    decay: str = "cosine"  # cosine | linear | constant
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 100
+    log_every: int = 10
+
+
+@dataclass
+class LoggingConfig:
+    tensorboard: bool = True
+
+
+@dataclass
+class Config:
+    """A whole run."""
+
+    output_dir: str = "runs/default"
+    seed: int = 1234
+    precision: str = "fp32"  # fp32 | bf16
+    stage: str = "pretrain"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def data_parallel_size(self, world_size: int) -> int:
+        return world_size // (self.parallel.tp * self.parallel.pp)
+
+    def validate(self, world_size: int) -> None:
+        """Reject layouts and values that cannot run, naming the key. Needs no process group."""
+        m, p, d = self.model, self.parallel, self.data
+        _choice("precision", self.precision, ("fp32", "bf16"))
+        _choice("stage", self.stage, ("pretrain",))
+        _choice("model.arch", m.arch, ("llama", "qwen2"))
+        _choice("optim.decay", self.optim.decay, ("cosine", "linear", "constant"))
+        for key, value in (("parallel.tp", p.tp), ("parallel.pp", p.pp),
+                           ("model.num_layers", m.num_layers), ("model.hidden_size", m.hidden_size),
+                           ("model.ffn_hidden_size", m.ffn_hidden_size),
+                           ("model.num_attention_heads", m.num_attention_heads),
+                           ("model.num_query_groups", m.num_query_groups),
+                           ("model.vocab_size", m.vocab_size),
+                           ("data.max_seq_len", d.max_seq_len),
+                           ("data.max_tokens_per_micro_batch", d.max_tokens_per_micro_batch),
+                           ("data.global_batch_size", d.global_batch_size),
+                           ("train.max_steps", self.train.max_steps),
+                           ("train.log_every", self.train.log_every)):
+            if value < 1:
+                raise ConfigError(f"{key} must be >= 1, got {value}")
+        if world_size % (p.tp * p.pp):
+            raise ConfigError(f"world size {world_size} is not divisible by parallel.tp × "
+                              f"parallel.pp = {p.tp} × {p.pp}")
+        if m.num_layers % p.pp:
+            raise ConfigError(f"model.num_layers={m.num_layers} is not divisible by "
+                              f"parallel.pp={p.pp}")
+        if m.num_attention_heads % p.tp:
+            raise ConfigError(f"model.num_attention_heads={m.num_attention_heads} is not "
+                              f"divisible by parallel.tp={p.tp}")
+        if m.num_query_groups % p.tp:
+            raise ConfigError(f"model.num_query_groups={m.num_query_groups} is not divisible by "
+                              f"parallel.tp={p.tp}")
+        if m.num_attention_heads % m.num_query_groups:
+            raise ConfigError(f"model.num_attention_heads={m.num_attention_heads} is not a "
+                              f"multiple of model.num_query_groups={m.num_query_groups}")
+        if m.ffn_hidden_size % p.tp:
+            raise ConfigError(f"model.ffn_hidden_size={m.ffn_hidden_size} is not divisible by "
+                              f"parallel.tp={p.tp}")
+        if m.head_dim is None and m.hidden_size % m.num_attention_heads:
+            raise ConfigError(f"model.hidden_size={m.hidden_size} is not divisible by "
+                              f"model.num_attention_heads={m.num_attention_heads}; set "
+                              f"model.head_dim")
+        if m.kv_channels % 2:
+            raise ConfigError(f"model.head_dim={m.kv_channels} must be even for RoPE")
+        if p.sp and p.tp < 2:
+            raise ConfigError("parallel.sp needs parallel.tp > 1")
+        if m.rope_scaling is not None:
+            _choice("model.rope_scaling.rope_type", m.rope_scaling.rope_type, ("llama3",))
+        if d.max_tokens_per_micro_batch < d.max_seq_len:
+            raise ConfigError(f"data.max_tokens_per_micro_batch={d.max_tokens_per_micro_batch} "
+                              f"is smaller than data.max_seq_len={d.max_seq_len}")
+        dp = self.data_parallel_size(world_size)
+        if d.global_batch_size < dp:
+            raise ConfigError(f"data.global_batch_size={d.global_batch_size} is smaller than the "
+                              f"data-parallel size {dp}")
+        if not d.sources:
+            raise ConfigError("data.sources is empty: name at least one data file")
+        for i, source in enumerate(d.sources):
+            if not source.path:
+                raise ConfigError(f"data.sources[{i}].path is empty")
+        if self.optim.warmup_steps > self.train.max_steps:
+            raise ConfigError(f"optim.warmup_steps={self.optim.warmup_steps} exceeds "
+                              f"train.max_steps={self.train.max_steps}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Read a YAML recipe, apply `key=value` overrides (values parsed as YAML), build a Config.
+
+    Relative data paths in a recipe are resolved against the recipe's folder.
+    """
+    raw: dict = {}
+    base = Path.cwd()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"recipe not found: {path}")
+        with path.open() as f:
+            raw = yaml.safe_load(f) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: a recipe must be a mapping of sections")
+        base = path.resolve().parent
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        _set_dotted(raw, key.strip(), yaml.safe_load(value))
+    cfg = _build(Config, raw, "")
+    for source in cfg.data.sources:
+        if source.path and not Path(source.path).is_absolute():
+            candidate = base / source.path
+            source.path = str(candidate if candidate.exists() else Path(source.path).resolve())
+    return cfg
+
+
+def _set_dotted(raw: dict, key: str, value: Any) -> None:
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key}: {part} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'recipe'} must be a mapping, got "
+                          f"{type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in raw.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            close = difflib.get_close_matches(str(key), sorted(names), n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            raise ConfigError(f"unknown key {full}{hint}")
+        kwargs[key] = _coerce(hints[key], value, full)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, key)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, f"{key}.")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list, got {type(value).__name__}")
+        return [_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if hint is float and isinstance(value, str):
+        value = _float_literal(value, key)  # YAML 1.1 reads `1e-5` (no dot) as a string
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(float(value)):
+            raise ConfigError(f"{key} must be finite, got {value}")
+        return float(value)
+    if hint is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"{key} must be {hint.__name__}, got {type(value).__name__} "
+                          f"({value!r})")
+    return value
+
+
+def _float_literal(text: str, key: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{key} must be float, got str ({text!r})") from None

@@ -1,0 +1,1 @@
+"""Data: tokenizers, sources, packing into THD micro-batches, the resumable global-batch loader."""

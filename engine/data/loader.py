@@ -1,0 +1,89 @@
+"""The global-batch loader: deterministic order, packed micro-batches per data-parallel rank.
+
+Sequences are visited in a permutation drawn from (seed, epoch); epochs follow one another
+without a seam, so a step always takes exactly `global_batch_size` sequences. Every rank plans
+the whole global batch from sequence lengths alone (cheap) and collates only its own share, so
+all pipeline stages of a data-parallel replica see the same micro-batches and the loss weights
+carry the global normalization. The position (`consumed`) is the whole state: `state_dict()` /
+`load_state_dict()` make the order resumable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.data.packing import MicroBatch, best_fit_decreasing, collate, split_over_ranks
+from engine.losses import reduction_weights
+
+
+@dataclass
+class GlobalBatch:
+    """This rank's micro-batches of one optimizer step, and counts over the whole batch."""
+
+    micro_batches: list[MicroBatch]
+    sequences: int  # in the global batch
+    tokens: int  # real tokens in the global batch
+    target_tokens: int  # tokens with a loss weight > 0, global
+    token_budget: int  # micro-batches × capacity, global (for packing efficiency)
+
+
+class PackedLoader:
+    def __init__(self, sequences: list[np.ndarray], *, global_batch_size: int,
+                 max_tokens_per_micro_batch: int, dp_size: int, dp_rank: int, pad_id: int,
+                 pad_multiple: int, seed: int, shuffle: bool, reduction: str = "token_mean",
+                 target_masks: list[np.ndarray] | None = None):
+        if not sequences:
+            raise ValueError("no training sequences")
+        self.sequences = sequences
+        self.target_masks = target_masks or [np.ones(len(s) - 1, dtype=bool) for s in sequences]
+        self.global_batch_size = global_batch_size
+        self.capacity = max_tokens_per_micro_batch
+        self.dp_size, self.dp_rank = dp_size, dp_rank
+        self.pad_id, self.pad_multiple = pad_id, pad_multiple
+        self.seed, self.shuffle, self.reduction = seed, shuffle, reduction
+        self.consumed = 0
+        self._order_epoch, self._order = -1, None
+
+    def _index(self, position: int) -> int:
+        epoch, offset = divmod(position, len(self.sequences))
+        if epoch != self._order_epoch:
+            n = len(self.sequences)
+            self._order = (np.random.default_rng([self.seed, epoch]).permutation(n)
+                           if self.shuffle else np.arange(n))
+            self._order_epoch = epoch
+        return int(self._order[offset])
+
+    @property
+    def epoch(self) -> float:
+        return self.consumed / len(self.sequences)
+
+    def next_batch(self) -> GlobalBatch:
+        ids = [self._index(self.consumed + i) for i in range(self.global_batch_size)]
+        self.consumed += self.global_batch_size
+        lengths = [len(self.sequences[i]) for i in ids]
+        masks = [self.target_masks[i] for i in ids]
+        weights = reduction_weights(masks, self.reduction)
+        shares = split_over_ranks(lengths, self.dp_size)
+        bins_per_rank = [best_fit_decreasing([lengths[i] for i in share], self.capacity)
+                         for share in shares]
+        mine = shares[self.dp_rank]
+        micro_batches = [
+            collate([self.sequences[ids[mine[j]]] for j in bin_],
+                    [weights[mine[j]] for j in bin_], self.pad_id, self.pad_multiple)
+            for bin_ in bins_per_rank[self.dp_rank]
+        ]
+        return GlobalBatch(
+            micro_batches=micro_batches,
+            sequences=len(ids),
+            tokens=sum(lengths),
+            target_tokens=int(sum(m.sum() for m in masks)),
+            token_budget=sum(len(b) for b in bins_per_rank) * self.capacity,
+        )
+
+    def state_dict(self) -> dict:
+        return {"consumed": self.consumed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.consumed = int(state["consumed"])

@@ -1,0 +1,70 @@
+"""Run-directory logging: metrics.jsonl (one object per optimizer step), tensorboard, and the log.
+
+Only the logging rank (global rank 0) writes; other ranks get a writer that does nothing but keep
+the same interface, so callers never branch on rank.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger("engine")
+
+
+def setup_logging(output_dir: Path | None) -> None:
+    """Console (and, on the logging rank, `train.log` in the run dir) at INFO."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    if output_dir is not None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(output_dir / "train.log"))
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    for h in handlers:
+        h.setFormatter(fmt)
+    log.handlers[:] = handlers
+    log.setLevel(logging.INFO if output_dir is not None else logging.WARNING)
+    log.propagate = False
+
+
+class MetricsWriter:
+    def __init__(self, output_dir: Path | None, tensorboard: bool):
+        self.enabled = output_dir is not None
+        self.tb = None
+        if not self.enabled:
+            return
+        self.jsonl = (output_dir / "metrics.jsonl").open("a")
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(output_dir / "tensorboard"))
+
+    def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        self.jsonl.write(json.dumps(record) + "\n")
+        self.jsonl.flush()
+        if self.tb is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)) and value is not None:
+                    self.tb.add_scalar(f"train/{key}", value, record["step"])
+
+    def close(self) -> None:
+        if self.enabled:
+            self.jsonl.close()
+            if self.tb is not None:
+                self.tb.close()
+
+
+class Throughput:
+    """Tokens per second over the time since the previous `tick`."""
+
+    def __init__(self):
+        self.last = time.perf_counter()
+
+    def tick(self, tokens: int) -> tuple[float, float]:
+        now = time.perf_counter()
+        elapsed, self.last = now - self.last, now
+        return elapsed, tokens / elapsed if elapsed > 0 else 0.0
