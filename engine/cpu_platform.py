@@ -11,9 +11,11 @@ nothing else in the engine works around CUDA:
    `torch` is rebound to a proxy that behaves like `torch` except that these calls land on the
    CPU: factories get `device="cpu"`, `current_device()` returns "cpu", synchronize/empty_cache
    do nothing, streams and events are inert (the CPU runs everything in program order).
-2. `tensor.type() == 'torch.cuda.FloatTensor'` dtype checks in the optimizers and grad clipping.
-   During exactly those functions (`_TYPE_CHECKED`), `Tensor.type()` without arguments reports
-   the CUDA type name of a CPU tensor; the dtype the check is about is unchanged.
+2. Tensor methods that assume CUDA: `tensor.type() == 'torch.cuda.FloatTensor'` dtype checks in
+   the optimizers and grad clipping, and `weight.data.cuda()` when the tied output layer is
+   synchronized with the embedding across pipeline stages. During exactly those functions
+   (`_CUDA_TENSOR_METHODS`), `Tensor.type()` without arguments reports the CUDA type name of a
+   CPU tensor (the dtype the check is about is unchanged) and `Tensor.cuda()` returns the tensor.
 3. megatron's RNG tracker: `model_parallel_cuda_manual_seed` with `inference_rng_tracker=True`
    (see `engine.dist.seed_everything`), because CUDA RNG states cannot be forked on the CPU. The
    engine's weights come from per-tensor CPU generators (`engine.weights`), and Llama-family
@@ -47,13 +49,15 @@ _MODULES_USING_CUDA = (
     "megatron.core.optimizer.clip_grads",
 )
 
-# (module, attribute path) of the functions whose dtype checks use `Tensor.type()` names.
-_TYPE_CHECKED = (
+# (module, attribute path) of the functions that call `Tensor.type()` or `Tensor.cuda()`.
+_CUDA_TENSOR_METHODS = (
     ("megatron.core.optimizer.distrib_optimizer",
      "DistributedOptimizer._build_model_and_main_param_groups"),
     ("megatron.core.optimizer.optimizer", "Float16OptimizerWithFloat16Params.__init__"),
     ("megatron.core.optimizer.clip_grads", "clip_grad_by_total_norm_fp32"),
     ("megatron.core.optimizer.optimizer", "clip_grad_by_total_norm_fp32"),
+    ("megatron.core.models.common.language_module.language_module",
+     "LanguageModule.setup_embeddings_and_output_layer"),
 )
 
 _FACTORIES = ("zeros", "ones", "empty", "full", "tensor", "arange", "rand", "randn", "randint")
@@ -162,21 +166,24 @@ _CUDA_TYPE_NAMES = {
 }
 
 
-def _reporting_cuda_type_names(fn):
-    original_type = torch.Tensor.type
+def _with_cuda_tensor_methods(fn):
+    original_type, original_cuda = torch.Tensor.type, torch.Tensor.cuda
 
     def cuda_named_type(self, dtype=None, *args, **kwargs):
         if dtype is None and not args and not kwargs and self.dtype in _CUDA_TYPE_NAMES:
             return _CUDA_TYPE_NAMES[self.dtype]
         return original_type(self, dtype, *args, **kwargs)
 
+    def stay_on_cpu(self, *args, **kwargs):
+        return self
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        torch.Tensor.type = cuda_named_type
+        torch.Tensor.type, torch.Tensor.cuda = cuda_named_type, stay_on_cpu
         try:
             return fn(*args, **kwargs)
         finally:
-            torch.Tensor.type = original_type
+            torch.Tensor.type, torch.Tensor.cuda = original_type, original_cuda
 
     return wrapper
 
@@ -193,16 +200,16 @@ def activate() -> bool:
         module = importlib.import_module(name)
         if getattr(module, "torch", None) is torch:
             module.torch = proxy
-    for module_name, path in _TYPE_CHECKED:
+    for module_name, path in _CUDA_TENSOR_METHODS:
         owner = importlib.import_module(module_name)
         *parents, attr = path.split(".")
         for parent in parents:
             owner = getattr(owner, parent)
         raw = owner.__dict__[attr]
         if isinstance(raw, classmethod):
-            setattr(owner, attr, classmethod(_reporting_cuda_type_names(raw.__func__)))
+            setattr(owner, attr, classmethod(_with_cuda_tensor_methods(raw.__func__)))
         else:
-            setattr(owner, attr, _reporting_cuda_type_names(raw))
+            setattr(owner, attr, _with_cuda_tensor_methods(raw))
     _active = True
     return True
 

@@ -46,6 +46,10 @@ def padded_vocab_size(m: ModelConfig, tp: int) -> int:
     return -(-m.vocab_size // multiple) * multiple
 
 
+def _set_by_engine_weights(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
+
+
 def transformer_config(cfg: Config) -> TransformerConfig:
     m, p = cfg.model, cfg.parallel
     bf16 = cfg.precision == "bf16"
@@ -69,8 +73,11 @@ def transformer_config(cfg: Config) -> TransformerConfig:
         add_qkv_bias=m.qkv_bias,
         hidden_dropout=0.0,
         attention_dropout=0.0,
-        init_method_std=m.init_std,
-        perform_initialization=False,  # engine.weights sets every tensor, layout-independently
+        # megatron tags tensor-parallel weights (partition dim, stride) only while initializing
+        # them; the init itself is a no-op because engine.weights sets every value afterwards.
+        perform_initialization=True,
+        init_method=_set_by_engine_weights,
+        output_layer_init_method=_set_by_engine_weights,
         use_cpu_initialization=not platform.has_cuda(),
         params_dtype=dtype,
         pipeline_dtype=dtype,
@@ -79,6 +86,7 @@ def transformer_config(cfg: Config) -> TransformerConfig:
         # neither divide by the micro-batch count nor average over data-parallel ranks.
         calculate_per_token_loss=True,
         variable_seq_lengths=p.pp > 1,  # packed micro-batches differ in length
+        moe_token_dispatcher_type="alltoall",  # megatron rejects its default with the above
         bias_activation_fusion=te,
         bias_dropout_fusion=te,
         apply_rope_fusion=te,
