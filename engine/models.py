@@ -16,6 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 from megatron.core.models.gpt import GPTModel
+from megatron.core.tensor_parallel import gather_from_tensor_model_parallel_region
 from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear
 from megatron.core.transformer import TransformerConfig
 from megatron.core.transformer.attention import SelfAttention, SelfAttentionSubmodules
@@ -176,3 +177,8 @@ def build_model(cfg: Config, layout: Layout) -> GPTModel:
         m.kv_channels, m.rope_theta, m.rope_scaling).to(layout.device)
     model.real_vocab_size = m.vocab_size
     return model.to(layout.device)
+
+
+def vocab_logits(logits: torch.Tensor, real_vocab_size: int) -> torch.Tensor:
+    """TP-sharded logits [..., vocab_padded/TP] -> full logits [..., vocab] (padding dropped)."""
+    return gather_from_tensor_model_parallel_region(logits)[..., :real_vocab_size]
