@@ -68,6 +68,7 @@ def run(cfg: Config, layout: Layout) -> None:
     metrics = MetricsWriter(out if layout.is_logger else None, cfg.logging.tensorboard)
     meter = Throughput()
     start = time.perf_counter()
+    first_loss = last_loss = None
     try:
         for step in range(1, cfg.train.max_steps + 1):
             batch = loader.next_batch()
@@ -88,6 +89,8 @@ def run(cfg: Config, layout: Layout) -> None:
                 "skipped": result.skipped,
             }
             metrics.write(record)
+            first_loss = result.loss if first_loss is None else first_loss
+            last_loss = result.loss
             if step % cfg.train.log_every == 0 or step in (1, cfg.train.max_steps):
                 done = time.perf_counter() - start
                 eta = done / step * (cfg.train.max_steps - step)
@@ -96,4 +99,5 @@ def run(cfg: Config, layout: Layout) -> None:
                          result.grad_norm, tokens_per_s, eta)
     finally:
         metrics.close()
-    log.info("done: %d steps in %.1fs", cfg.train.max_steps, time.perf_counter() - start)
+    log.info("done: %d steps in %.1fs, loss %.4f -> %.4f; run dir %s", cfg.train.max_steps,
+             time.perf_counter() - start, first_loss, last_loss, out)

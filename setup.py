@@ -1,0 +1,33 @@
+"""Package definition. CPU development set-up (what `make test` does):
+
+    python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 megatron-core==0.16.1 -e '.[test]'
+
+On GPU clusters torch comes from the container (NVIDIA's PyTorch images also bring apex);
+`pip install -e '.[gpu]'` adds TransformerEngine and flash-attn.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="post-training-engine",
+    version="0.1.0",
+    description="Megatron-style post-training engine: SFT, DPO and RLVR for Llama-family models",
+    python_requires=">=3.11",
+    packages=find_packages(include=["engine", "engine.*", "kernels", "kernels.*"]),
+    install_requires=[
+        # torch and megatron-core are pinned by the installer (CPU: torch 2.13.0, megatron-core
+        # 0.16.1); ranges here keep a container's own torch in place.
+        "torch>=2.6",
+        "megatron-core>=0.16.1",
+        "einops==0.8.2",
+        "numpy==2.4.6",
+        "packaging==26.3",
+        "psutil==7.2.2",
+        "pyyaml==6.0.3",
+        "tensorboard==2.21.0",
+    ],
+    extras_require={
+        "test": ["pytest==9.2.0"],
+        "gpu": ["transformer-engine[pytorch]==2.12.0", "flash-attn>=2.7"],
+    },
+)
