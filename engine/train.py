@@ -5,7 +5,7 @@
     srun python -m engine.train RECIPE.yaml [key=value ...]                 # Slurm tasks
 
 The recipe is validated against the world size before any process group exists; a bad recipe
-exits with status 2 and a message naming the key.
+exits with status 2 and a message naming the key, bad data with one naming file and line.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 
 from engine.config import ConfigError, load_config
+from engine.data.documents import DataError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         loop.run(cfg, layout)
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
+        return 2
+    except DataError as e:
+        print(f"data error: {e}", file=sys.stderr)
         return 2
     finally:
         dist.shutdown()
