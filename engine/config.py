@@ -159,21 +159,13 @@ class Config:
         if world_size % (p.tp * p.pp):
             raise ConfigError(f"world size {world_size} is not divisible by parallel.tp × "
                               f"parallel.pp = {p.tp} × {p.pp}")
-        if m.num_layers % p.pp:
-            raise ConfigError(f"model.num_layers={m.num_layers} is not divisible by "
-                              f"parallel.pp={p.pp}")
-        if m.num_attention_heads % p.tp:
-            raise ConfigError(f"model.num_attention_heads={m.num_attention_heads} is not "
-                              f"divisible by parallel.tp={p.tp}")
-        if m.num_query_groups % p.tp:
-            raise ConfigError(f"model.num_query_groups={m.num_query_groups} is not divisible by "
-                              f"parallel.tp={p.tp}")
+        _divisible("model.num_layers", m.num_layers, "parallel.pp", p.pp)
+        _divisible("model.num_attention_heads", m.num_attention_heads, "parallel.tp", p.tp)
+        _divisible("model.num_query_groups", m.num_query_groups, "parallel.tp", p.tp)
+        _divisible("model.ffn_hidden_size", m.ffn_hidden_size, "parallel.tp", p.tp)
         if m.num_attention_heads % m.num_query_groups:
             raise ConfigError(f"model.num_attention_heads={m.num_attention_heads} is not a "
                               f"multiple of model.num_query_groups={m.num_query_groups}")
-        if m.ffn_hidden_size % p.tp:
-            raise ConfigError(f"model.ffn_hidden_size={m.ffn_hidden_size} is not divisible by "
-                              f"parallel.tp={p.tp}")
         if m.head_dim is None and m.hidden_size % m.num_attention_heads:
             raise ConfigError(f"model.hidden_size={m.hidden_size} is not divisible by "
                               f"model.num_attention_heads={m.num_attention_heads}; set "
@@ -202,6 +194,11 @@ class Config:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _divisible(key: str, value: int, by_key: str, by: int) -> None:
+    if value % by:
+        raise ConfigError(f"{key}={value} is not divisible by {by_key}={by}")
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:

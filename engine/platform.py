@@ -17,32 +17,30 @@ def has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-@functools.cache
-def has_transformer_engine() -> bool:
-    """TE is used only with CUDA; importing it on a CPU host is not attempted."""
-    if not has_cuda() or importlib.util.find_spec("transformer_engine") is None:
+def _imports(module: str) -> bool:
+    """True when `module` is installed and imports (on a CUDA host only)."""
+    if not has_cuda() or importlib.util.find_spec(module.split(".")[0]) is None:
         return False
     try:
-        import transformer_engine.pytorch  # noqa: F401
+        importlib.import_module(module)
     except (ImportError, OSError, RuntimeError):
         return False
     return True
+
+
+@functools.cache
+def has_transformer_engine() -> bool:
+    return _imports("transformer_engine.pytorch")
 
 
 @functools.cache
 def has_flash_attn() -> bool:
-    if not has_cuda() or importlib.util.find_spec("flash_attn") is None:
-        return False
-    try:
-        import flash_attn  # noqa: F401
-    except (ImportError, OSError, RuntimeError):
-        return False
-    return True
+    return _imports("flash_attn")
 
 
 @functools.cache
 def has_apex() -> bool:
-    return has_cuda() and importlib.util.find_spec("apex") is not None
+    return _imports("apex")
 
 
 def describe() -> str:
