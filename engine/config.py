@@ -74,10 +74,15 @@ class ParallelConfig:
 
 @dataclass
 class SourceConfig:
-    """One data file; `text` is the field read from each JSONL record."""
+    """One data source (JSONL, JSON, Parquet, or a `datasets.save_to_disk` directory) and its
+    share of the mixture: a `fraction` of its records (> 1 repeats them) or a `count`."""
 
     path: str = ""
-    text_field: str = "text"
+    fraction: Optional[float] = None
+    count: Optional[int] = None
+    split: Optional[str] = None  # for a saved DatasetDict; default train
+    text_field: str = "text"  # pretrain documents
+    messages_field: str = "messages"  # chat records (Tülu format)
 
 
 @dataclass
@@ -85,8 +90,14 @@ class DataConfig:
     """Where the data comes from and how it is cut into packed micro-batches."""
 
     sources: list[SourceConfig] = field(default_factory=list)
-    tokenizer: str = "byte"
+    tokenizer: str = "byte"  # byte | HF tokenizer directory | sentencepiece .model
+    bos_token: Optional[str] = None  # override the tokenizer's special tokens
+    eos_token: Optional[str] = None
+    pad_token: Optional[str] = None
+    chat_template: str = "tulu"  # tulu | llama3 | tokenizer
     max_seq_len: int = 256
+    overflow: str = "truncate"  # truncate | drop: chat examples longer than max_seq_len
+    on_bad_record: str = "error"  # error | skip (counted and reported)
     max_tokens_per_micro_batch: int = 512
     global_batch_size: int = 8  # sequences per optimizer step, over all data-parallel ranks
     shuffle: bool = True
@@ -104,13 +115,26 @@ class OptimConfig:
     eps: float = 1e-8
     clip_grad: float = 1.0
     warmup_steps: int = 0
+    warmup_ratio: Optional[float] = None  # fraction of train steps; overrides warmup_steps
     decay: str = "cosine"  # cosine | linear | constant
 
 
 @dataclass
 class TrainConfig:
-    max_steps: int = 100
+    max_steps: Optional[int] = None  # or derived from `epochs`
+    epochs: Optional[float] = None
+    loss_reduction: str = "token_mean"  # sum | token_mean | sequence_mean
     log_every: int = 10
+
+
+@dataclass
+class EvalConfig:
+    """Held-out chat data: loss on its assistant tokens, and exact match of greedy answers
+    (the last assistant turn) at PP=1. Runs before training, every `every_steps`, and at the end."""
+
+    sources: list[SourceConfig] = field(default_factory=list)
+    every_steps: int = 0  # 0: only before and after training
+    max_new_tokens: int = 64
 
 
 @dataclass
@@ -131,6 +155,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def data_parallel_size(self, world_size: int) -> int:
@@ -140,7 +165,19 @@ class Config:
         """Reject layouts and values that cannot run, naming the key. Needs no process group."""
         m, p, d = self.model, self.parallel, self.data
         _choice("precision", self.precision, ("fp32", "bf16"))
-        _choice("stage", self.stage, ("pretrain",))
+        _choice("stage", self.stage, ("pretrain", "sft"))
+        _choice("data.overflow", d.overflow, ("truncate", "drop"))
+        _choice("data.on_bad_record", d.on_bad_record, ("error", "skip"))
+        _choice("data.chat_template", d.chat_template, ("tulu", "llama3", "tokenizer"))
+        _choice("train.loss_reduction", self.train.loss_reduction,
+                ("sum", "token_mean", "sequence_mean"))
+        if (self.train.max_steps is None) == (self.train.epochs is None):
+            raise ConfigError("set exactly one of train.max_steps and train.epochs")
+        if self.train.epochs is not None and self.train.epochs <= 0:
+            raise ConfigError(f"train.epochs must be > 0, got {self.train.epochs}")
+        if self.optim.warmup_ratio is not None and not 0 <= self.optim.warmup_ratio < 1:
+            raise ConfigError(f"optim.warmup_ratio must be in [0, 1), got "
+                              f"{self.optim.warmup_ratio}")
         _choice("model.arch", m.arch, ("llama", "qwen2"))
         _choice("optim.decay", self.optim.decay, ("cosine", "linear", "constant"))
         for key, value in (("parallel.tp", p.tp), ("parallel.pp", p.pp),
@@ -152,10 +189,14 @@ class Config:
                            ("data.max_seq_len", d.max_seq_len),
                            ("data.max_tokens_per_micro_batch", d.max_tokens_per_micro_batch),
                            ("data.global_batch_size", d.global_batch_size),
-                           ("train.max_steps", self.train.max_steps),
-                           ("train.log_every", self.train.log_every)):
+                           ("train.log_every", self.train.log_every),
+                           ("eval.max_new_tokens", self.eval.max_new_tokens)):
             if value < 1:
                 raise ConfigError(f"{key} must be >= 1, got {value}")
+        if self.train.max_steps is not None and self.train.max_steps < 1:
+            raise ConfigError(f"train.max_steps must be >= 1, got {self.train.max_steps}")
+        if self.eval.sources and self.stage != "sft":
+            raise ConfigError("eval.sources holds chat data, which needs stage: sft")
         if world_size % (p.tp * p.pp):
             raise ConfigError(f"world size {world_size} is not divisible by parallel.tp × "
                               f"parallel.pp = {p.tp} × {p.pp}")
@@ -188,9 +229,26 @@ class Config:
         for i, source in enumerate(d.sources):
             if not source.path:
                 raise ConfigError(f"data.sources[{i}].path is empty")
-        if self.optim.warmup_steps > self.train.max_steps:
+            if source.fraction is not None and source.count is not None:
+                raise ConfigError(f"data.sources[{i}]: set fraction or count, not both")
+            if (source.fraction or 0) < 0 or (source.count or 0) < 0:
+                raise ConfigError(f"data.sources[{i}]: fraction and count must be >= 0")
+        if self.train.max_steps is not None:
+            self.check_warmup(self.train.max_steps)
+
+    def check_warmup(self, max_steps: int) -> None:
+        if self.optim.warmup_ratio is None and self.optim.warmup_steps > max_steps:
             raise ConfigError(f"optim.warmup_steps={self.optim.warmup_steps} exceeds "
-                              f"train.max_steps={self.train.max_steps}")
+                              f"train.max_steps={max_steps}")
+
+    def resolve_schedule(self, num_sequences: int) -> tuple[int, int]:
+        """(train steps, warmup steps) once the number of training sequences is known."""
+        t, o = self.train, self.optim
+        steps = t.max_steps or max(1, math.ceil(t.epochs * num_sequences
+                                                / self.data.global_batch_size))
+        self.check_warmup(steps)
+        warmup = o.warmup_steps if o.warmup_ratio is None else round(o.warmup_ratio * steps)
+        return steps, warmup
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -228,7 +286,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
             raise ConfigError(f"override {item!r} is not of the form key=value")
         _set_dotted(raw, key.strip(), yaml.safe_load(value))
     cfg = _build(Config, raw, "")
-    for source in cfg.data.sources:
+    for source in cfg.data.sources + cfg.eval.sources:
         if source.path and not Path(source.path).is_absolute():
             candidate = base / source.path
             source.path = str(candidate if candidate.exists() else Path(source.path).resolve())

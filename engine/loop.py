@@ -1,41 +1,27 @@
-"""The training loop: build data, model and optimizer for this rank, step, log the run dir.
+"""The training loop: build data, model and optimizer for this rank, step, evaluate, log.
 
-Run dir (`output_dir`): `config.yaml` (resolved), `metrics.jsonl`, `tensorboard/`, `train.log`.
+Run dir (`output_dir`): `config.yaml` (resolved), `metrics.jsonl`, `eval.jsonl` (with
+`eval.sources`), `data_stats.json`, `tensorboard/`, `train.log`.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import yaml
 
 from engine import platform
-from engine.config import Config, ConfigError
-from engine.data.documents import tokenize_documents
-from engine.data.loader import PackedLoader
-from engine.data.tokenizer import load_tokenizer
+from engine.config import Config
+from engine.data.prepare import build_loader, pad_multiple, prepare
 from engine.dist import Layout, seed_everything
+from engine.evaluate import Evaluator
 from engine.metrics import MetricsWriter, Throughput, log, setup_logging
 from engine.models import build_model
 from engine.optim import build_optimizer, wrap_for_training
 from engine.step import TrainStep
 from engine.weights import init_weights
-
-
-def build_loader(cfg: Config, layout: Layout, tokenizer) -> PackedLoader:
-    sequences = tokenize_documents(cfg.data, tokenizer)
-    return PackedLoader(
-        sequences,
-        global_batch_size=cfg.data.global_batch_size,
-        max_tokens_per_micro_batch=cfg.data.max_tokens_per_micro_batch,
-        dp_size=layout.dp,
-        dp_rank=layout.dp_rank,
-        pad_id=tokenizer.pad_id,
-        pad_multiple=cfg.parallel.tp if cfg.parallel.sp else 1,
-        seed=cfg.seed,
-        shuffle=cfg.data.shuffle,
-    )
 
 
 def run(cfg: Config, layout: Layout) -> None:
@@ -48,13 +34,18 @@ def run(cfg: Config, layout: Layout) -> None:
              layout.world_size, layout.tp, layout.pp, layout.dp, cfg.parallel.sp,
              cfg.parallel.distributed_optimizer, cfg.precision)
 
-    tokenizer = load_tokenizer(cfg.data.tokenizer)
-    if cfg.model.vocab_size < tokenizer.vocab_size:
-        raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the "
-                          f"tokenizer's vocabulary ({tokenizer.vocab_size})")
-    loader = build_loader(cfg, layout, tokenizer)
-    log.info("data: %d sequences, %d tokens", len(loader.sequences),
-             sum(len(s) for s in loader.sequences))
+    data = prepare(cfg)
+    stats = data.stats
+    if layout.is_logger:
+        (out / "data_stats.json").write_text(json.dumps(stats, indent=1))
+    log.info("data: %d examples read, %d kept, skipped %s, %d truncated; %d tokens, %d trainable",
+             stats["examples_read"], stats["examples_kept"], stats["skipped"] or "none",
+             stats["truncated"], stats["tokens"], stats["trainable_tokens"])
+    loader = build_loader(cfg, data, layout.dp, layout.dp_rank)
+    max_steps, warmup_steps = cfg.resolve_schedule(len(data.sequences))
+    log.info("schedule: %d steps (%.2f epochs), %d warmup; packing %s", max_steps,
+             max_steps * cfg.data.global_batch_size / len(data.sequences), warmup_steps,
+             loader.packing_stats(min(max_steps, 50)))
 
     seed_everything(cfg.seed)
     model = build_model(cfg, layout)
@@ -62,15 +53,23 @@ def run(cfg: Config, layout: Layout) -> None:
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model: %s, %d parameters on this rank", cfg.model.arch, n_params)
     model = wrap_for_training(model, cfg)
-    optimizer, scheduler = build_optimizer(model, cfg)
+    optimizer, scheduler = build_optimizer(model, cfg, max_steps, warmup_steps)
     train_step = TrainStep(model, optimizer, scheduler, layout, cfg.model.vocab_size)
 
     metrics = MetricsWriter(out if layout.is_logger else None, cfg.logging.tensorboard)
+    evaluator = Evaluator(cfg, layout, data.chat, pad_multiple(cfg)) if cfg.eval.sources \
+        else None
+
+    def evaluate(step: int) -> None:
+        if evaluator is not None:
+            metrics.write({"step": step, **evaluator(train_step, step)}, kind="eval")
+
+    evaluate(0)
     meter = Throughput()
     start = time.perf_counter()
     first_loss = last_loss = None
     try:
-        for step in range(1, cfg.train.max_steps + 1):
+        for step in range(1, max_steps + 1):
             batch = loader.next_batch()
             result = train_step(batch.micro_batches)
             elapsed, tokens_per_s = meter.tick(batch.tokens)
@@ -91,13 +90,16 @@ def run(cfg: Config, layout: Layout) -> None:
             metrics.write(record)
             first_loss = result.loss if first_loss is None else first_loss
             last_loss = result.loss
-            if step % cfg.train.log_every == 0 or step in (1, cfg.train.max_steps):
+            if cfg.eval.every_steps and step % cfg.eval.every_steps == 0 and step < max_steps:
+                evaluate(step)
+            if step % cfg.train.log_every == 0 or step in (1, max_steps):
                 done = time.perf_counter() - start
-                eta = done / step * (cfg.train.max_steps - step)
+                eta = done / step * (max_steps - step)
                 log.info("step %d/%d | loss %.4f | lr %.3g | grad_norm %.3f | %.0f tok/s | "
-                         "eta %.0fs", step, cfg.train.max_steps, result.loss, result.lr,
+                         "eta %.0fs", step, max_steps, result.loss, result.lr,
                          result.grad_norm, tokens_per_s, eta)
+        evaluate(max_steps)
     finally:
         metrics.close()
-    log.info("done: %d steps in %.1fs, loss %.4f -> %.4f; run dir %s", cfg.train.max_steps,
+    log.info("done: %d steps in %.1fs, loss %.4f -> %.4f; run dir %s", max_steps,
              time.perf_counter() - start, first_loss, last_loss, out)

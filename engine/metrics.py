@@ -1,4 +1,5 @@
-"""Run-directory logging: metrics.jsonl (one object per optimizer step), tensorboard, and the log.
+"""Run-directory logging: metrics.jsonl (one object per optimizer step), eval.jsonl (one object
+per evaluation), tensorboard, and the log.
 
 Only the logging rank (global rank 0) writes; other ranks get a writer that does nothing but keep
 the same interface, so callers never branch on rank.
@@ -35,25 +36,29 @@ class MetricsWriter:
         self.tb = None
         if not self.enabled:
             return
-        self.jsonl = (output_dir / "metrics.jsonl").open("a")
+        self.files = {name: (output_dir / f"{name}.jsonl").open("a")
+                      for name in ("metrics", "eval")}
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(output_dir / "tensorboard"))
 
-    def write(self, record: dict) -> None:
+    def write(self, record: dict, kind: str = "metrics") -> None:
+        """One JSON line in `{kind}.jsonl` (metrics | eval) and its numbers in tensorboard."""
         if not self.enabled:
             return
-        self.jsonl.write(json.dumps(record) + "\n")
-        self.jsonl.flush()
+        self.files[kind].write(json.dumps(record) + "\n")
+        self.files[kind].flush()
         if self.tb is not None:
+            section = "train" if kind == "metrics" else kind
             for key, value in record.items():
-                if key != "step" and isinstance(value, (int, float)) and value is not None:
-                    self.tb.add_scalar(f"train/{key}", value, record["step"])
+                if key != "step" and isinstance(value, (int, float)):
+                    self.tb.add_scalar(f"{section}/{key}", value, record["step"])
 
     def close(self) -> None:
         if self.enabled:
-            self.jsonl.close()
+            for f in self.files.values():
+                f.close()
             if self.tb is not None:
                 self.tb.close()
 

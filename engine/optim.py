@@ -3,7 +3,7 @@
 Adam comes from megatron-core's optimizer factory (TE's or apex's fused Adam on GPU, torch's
 AdamW elsewhere), optionally as the distributed optimizer (states sharded over data-parallel
 ranks), with gradient clipping by global norm. The LR schedule is megatron's: linear warmup from
-0 to `optim.lr`, then cosine or linear decay to `optim.min_lr` at `train.max_steps`, or constant.
+0 to `optim.lr`, then cosine or linear decay to `optim.min_lr` at the last step, or constant.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def _finalize_without_token_scaling(model, num_tokens=None, **kwargs):
     finalize_model_grads(model, None, **kwargs)
 
 
-def build_optimizer(model: DistributedDataParallel, cfg: Config):
+def build_optimizer(model: DistributedDataParallel, cfg: Config, max_steps: int,
+                    warmup_steps: int):
     o = cfg.optim
     bf16 = cfg.precision == "bf16"
     optimizer = get_megatron_optimizer(
@@ -67,12 +68,12 @@ def build_optimizer(model: DistributedDataParallel, cfg: Config):
         init_lr=0.0,
         max_lr=o.lr,
         min_lr=o.min_lr,
-        lr_warmup_steps=o.warmup_steps,
-        lr_decay_steps=cfg.train.max_steps,
+        lr_warmup_steps=warmup_steps,
+        lr_decay_steps=max_steps,
         lr_decay_style=o.decay,
         start_wd=o.weight_decay,
         end_wd=o.weight_decay,
-        wd_incr_steps=cfg.train.max_steps,
+        wd_incr_steps=max_steps,
         wd_incr_style="constant",
     )
     return optimizer, scheduler

@@ -59,24 +59,35 @@ class TrainStep:
         mb = next(data_iterator)
         return forward_packed(model, mb), partial(_loss, mb, self.real_vocab_size)
 
-    def __call__(self, micro_batches: list[MicroBatch]) -> StepResult:
+    def _schedule(self, micro_batches: list[MicroBatch], forward_only: bool) -> list[dict]:
         batches = [mb.to(self.layout.device) for mb in micro_batches]
-        self.model.zero_grad_buffer()
-        self.optimizer.zero_grad()
-        outputs = self.schedule(
+        return self.schedule(
             forward_step_func=self._forward_step,
             data_iterator=iter(batches),
             model=[self.model],
             num_microbatches=len(batches),
             seq_length=max(mb.tokens.numel() for mb in batches),
             micro_batch_size=1,
-            forward_only=False,
+            forward_only=forward_only,
         )
+
+    def __call__(self, micro_batches: list[MicroBatch]) -> StepResult:
+        self.model.zero_grad_buffer()
+        self.optimizer.zero_grad()
+        outputs = self._schedule(micro_batches, forward_only=False)
         lr = self.optimizer.param_groups[0]["lr"]
         ok, grad_norm, _ = self.optimizer.step()
         self.scheduler.step(increment=1)
         return StepResult(loss=self._global_loss(outputs), grad_norm=float(grad_norm or 0.0),
                           lr=lr, skipped=not ok)
+
+    def evaluate(self, micro_batches: list[MicroBatch]) -> float:
+        """The loss of micro-batches, forward only (no gradients, no update)."""
+        self.model.eval()
+        with torch.no_grad():
+            outputs = self._schedule(micro_batches, forward_only=True)
+        self.model.train()
+        return self._global_loss(outputs)
 
     def _global_loss(self, outputs) -> float:
         """Σ micro-batch losses over DP replicas; each TP rank of the last stage holds a copy."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 from engine.config import ConfigError, load_config
-from engine.data.documents import DataError
+from engine.data.records import DataError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from engine.data.loader import PackedLoader
-from engine.data.packing import IGNORE_INDEX, best_fit_decreasing, collate, split_over_ranks
+from engine.data.packing import IGNORE_INDEX, best_fit_decreasing, collate, plan_global_batch
 
 
 def test_best_fit_decreasing_never_overflows_or_splits():
@@ -29,13 +29,26 @@ def test_too_long_sequence_is_an_error():
         best_fit_decreasing([3, 20], 10)
 
 
-def test_split_over_ranks_balances_tokens():
-    shares = split_over_ranks([100, 90, 10, 10, 5, 5], 2)
-    loads = [sum([100, 90, 10, 10, 5, 5][i] for i in s) for s in shares]
-    assert sorted(i for s in shares for i in s) == list(range(6))
-    assert abs(loads[0] - loads[1]) <= 10
+def _rank_loads(per_rank, lengths):
+    return [sum(lengths[i] for b in bins for i in b) for bins in per_rank]
+
+
+def test_plan_deals_packed_micro_batches_by_load():
+    lengths = [100, 90, 10, 10, 5, 5]
+    per_rank = plan_global_batch(lengths, 100, 2)  # bins: [100], [90, 10], [10, 5, 5]
+    assert sorted(i for bins in per_rank for b in bins for i in b) == list(range(6))
+    assert sorted(_rank_loads(per_rank, lengths)) == [100, 120]
+    assert all(sum(lengths[i] for i in b) <= 100 for bins in per_rank for b in bins)
+
+
+def test_plan_with_few_sequences_per_rank_balances_sequences():
+    lengths = [50, 40, 30, 20, 10, 10, 5, 5]  # one bin of 170 would leave three ranks idle
+    per_rank = plan_global_batch(lengths, 200, 4)
+    assert all(per_rank)
+    assert sorted(i for r in per_rank for b in r for i in b) == list(range(8))
+    assert max(_rank_loads(per_rank, lengths)) == 50
     with pytest.raises(ValueError, match="cannot feed 4"):
-        split_over_ranks([1, 2, 3], 4)
+        plan_global_batch([1, 2, 3], 10, 4)
 
 
 def test_collate_builds_thd_batch():

@@ -38,3 +38,41 @@ def train(out: Path, overrides: list[str], nproc: int = 1, recipe: Path = TINY) 
     proc = launch(["engine.train", str(recipe), f"output_dir={out}", *overrides], nproc)
     assert proc.returncode == 0, f"training failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def make_hf_tokenizer(directory: Path, chat_template: str | None = None,
+                      specials=("<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>",
+                                "<|start_header_id|>", "<|end_header_id|>")) -> Path:
+    """A small byte-level BPE tokenizer directory that `AutoTokenizer` loads, trained here."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from engine.data.synthetic import tiny_corpus
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=list(specials),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(tiny_corpus(300, seed=1), trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=specials[0],
+                                   eos_token=specials[1])
+    if chat_template is not None:
+        fast.chat_template = chat_template
+    fast.save_pretrained(directory)
+    return directory
+
+
+def make_sentencepiece(path: Path) -> Path:
+    """A small sentencepiece model with <s>/</s> and a user-defined <|assistant|> piece."""
+    import sentencepiece
+
+    from engine.data.synthetic import tiny_corpus
+
+    text = path.with_suffix(".txt")
+    text.write_text("\n".join(tiny_corpus(300, seed=2)))
+    sentencepiece.SentencePieceTrainer.train(
+        input=str(text), model_prefix=str(path.with_suffix("")), vocab_size=200,
+        model_type="bpe", bos_id=1, eos_id=2, pad_id=3, unk_id=0,
+        user_defined_symbols=["<|user|>", "<|assistant|>", "<|system|>"], minloglevel=2)
+    return path.with_suffix(".model")

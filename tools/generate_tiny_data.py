@@ -1,6 +1,10 @@
-"""Write the tiny recipes' bundled corpus (JSONL, one {"text": ...} per line).
+"""Write the tiny recipes' bundled data (JSONL):
 
-    python tools/generate_tiny_data.py [--out recipes/tiny/data/corpus.jsonl] [--docs 4000]
+    python tools/generate_tiny_data.py [--out-dir recipes/tiny/data]
+
+corpus.jsonl      4,000 documents {"text": ...} for recipes/tiny/pretrain.yaml
+chat_train.jsonl  4,000 conversations {"messages": [...], "category": ...} for recipes/tiny/sft.yaml
+chat_eval.jsonl   200 conversations; a final addition question never occurs in chat_train.jsonl
 """
 
 from __future__ import annotations
@@ -12,21 +16,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.data.synthetic import tiny_corpus  # noqa: E402
+from engine.data.synthetic import tiny_chat, tiny_corpus  # noqa: E402
+
+
+def _write(path: Path, records: list[dict]) -> None:
+    with path.open("w") as f:
+        for record in records:
+            f.write(json.dumps(record) + "\n")
+    print(f"wrote {len(records)} records to {path}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="recipes/tiny/data/corpus.jsonl")
-    parser.add_argument("--docs", type=int, default=4000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out-dir", default="recipes/tiny/data")
     args = parser.parse_args()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w") as f:
-        for text in tiny_corpus(args.docs, args.seed):
-            f.write(json.dumps({"text": text}) + "\n")
-    print(f"wrote {args.docs} documents to {out}")
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _write(out / "corpus.jsonl", [{"text": t} for t in tiny_corpus(4000, seed=0)])
+    train = tiny_chat(4000, seed=1)
+    seen = {m["content"] for r in train for m in r["messages"] if m["role"] == "user"}
+    _write(out / "chat_train.jsonl", train)
+    _write(out / "chat_eval.jsonl", tiny_chat(200, seed=2, exclude=seen))
 
 
 if __name__ == "__main__":

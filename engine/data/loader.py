@@ -1,11 +1,11 @@
 """The global-batch loader: deterministic order, packed micro-batches per data-parallel rank.
 
 Sequences are visited in a permutation drawn from (seed, epoch); epochs follow one another
-without a seam, so a step always takes exactly `global_batch_size` sequences. Every rank plans
-the whole global batch from sequence lengths alone (cheap) and collates only its own share, so
-all pipeline stages of a data-parallel replica see the same micro-batches and the loss weights
-carry the global normalization. The position (`consumed`) is the whole state: `state_dict()` /
-`load_state_dict()` make the order resumable.
+without a seam, so a step always takes exactly `global_batch_size` sequences, packed into
+micro-batches dealt to data-parallel ranks by token load (`plan_global_batch`). Every rank plans the global batch from sequence
+lengths alone (cheap) and collates only its own share, so all pipeline stages of a replica see
+the same micro-batches and the loss weights carry the global normalization. The position
+(`consumed`) is the whole state: `state_dict()` / `load_state_dict()` make the order resumable.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.data.packing import MicroBatch, best_fit_decreasing, collate, split_over_ranks
+from engine.data.packing import MicroBatch, collate, plan_global_batch
 from engine.losses import reduction_weights
 
 
@@ -59,28 +59,47 @@ class PackedLoader:
     def epoch(self) -> float:
         return self.consumed / len(self.sequences)
 
-    def next_batch(self) -> GlobalBatch:
+    def _plan(self) -> tuple[list[int], list[list[list[int]]]]:
+        """Next global batch: sequence ids, and per rank its bins (positions into the ids)."""
         ids = [self._index(self.consumed + i) for i in range(self.global_batch_size)]
         self.consumed += self.global_batch_size
         lengths = [len(self.sequences[i]) for i in ids]
+        return ids, plan_global_batch(lengths, self.capacity, self.dp_size)
+
+    def next_batch(self) -> GlobalBatch:
+        ids, per_rank = self._plan()
         masks = [self.target_masks[i] for i in ids]
         weights = reduction_weights(masks, self.reduction)
-        shares = split_over_ranks(lengths, self.dp_size)
-        bins_per_rank = [best_fit_decreasing([lengths[i] for i in share], self.capacity)
-                         for share in shares]
-        mine = shares[self.dp_rank]
-        micro_batches = [
-            collate([self.sequences[ids[mine[j]]] for j in bin_],
-                    [weights[mine[j]] for j in bin_], self.pad_id, self.pad_multiple)
-            for bin_ in bins_per_rank[self.dp_rank]
-        ]
+        micro_batches = [collate([self.sequences[ids[j]] for j in bin_],
+                                 [weights[j] for j in bin_], self.pad_id, self.pad_multiple)
+                         for bin_ in per_rank[self.dp_rank]]
         return GlobalBatch(
             micro_batches=micro_batches,
             sequences=len(ids),
-            tokens=sum(lengths),
+            tokens=sum(len(self.sequences[i]) for i in ids),
             target_tokens=int(sum(m.sum() for m in masks)),
-            token_budget=sum(len(b) for b in bins_per_rank) * self.capacity,
+            token_budget=sum(len(bins) for bins in per_rank) * self.capacity,
         )
+
+    def packing_stats(self, steps: int) -> dict:
+        """Plan `steps` global batches from the current position (and return to it)."""
+        start, micro_batches, tokens, rank_tokens = self.consumed, 0, 0, []
+        for _ in range(steps):
+            ids, per_rank = self._plan()
+            micro_batches += sum(len(bins) for bins in per_rank)
+            loads = [sum(len(self.sequences[ids[j]]) for b in bins for j in b)
+                     for bins in per_rank]
+            tokens += sum(loads)
+            rank_tokens.append(loads)
+        self.consumed = start
+        balance = [sum(l) / (len(l) * max(l)) for l in rank_tokens]
+        return {
+            "steps": steps,
+            "micro_batches": micro_batches,
+            "micro_batches_per_step_per_rank": micro_batches / (steps * self.dp_size),
+            "packing_efficiency": tokens / (micro_batches * self.capacity),
+            "dp_balance": sum(balance) / len(balance),
+        }
 
     def state_dict(self) -> dict:
         return {"consumed": self.consumed}

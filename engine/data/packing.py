@@ -1,8 +1,8 @@
 """Packing sequences into THD micro-batches.
 
-A global batch of sequences is split over data-parallel ranks by token load, then each rank's
-share is packed best-fit-decreasing into micro-batches of at most `capacity` tokens. No sequence
-is ever split. `collate` turns one bin into the packed batch format of ARCHITECTURE §4: tokens
+A global batch of sequences is packed best-fit-decreasing into micro-batches of at most
+`capacity` tokens, which are dealt to data-parallel ranks by token load (`plan_global_batch`).
+No sequence is ever split. `collate` turns one bin into the packed batch format of ARCHITECTURE §4: tokens
 concatenated, `cu_seqlens`, positions restarting at 0 per sequence, labels shifted inside each
 sequence (-100 at its last token), and a per-token loss weight. A micro-batch is padded to a
 multiple of `pad_multiple` (sequence parallelism splits tokens over TP ranks) with one extra
@@ -41,18 +41,35 @@ def best_fit_decreasing(lengths: list[int], capacity: int) -> list[list[int]]:
     return bins
 
 
-def split_over_ranks(lengths: list[int], ranks: int) -> list[list[int]]:
-    """Indices dealt to `ranks` so that token loads are balanced (longest to least loaded)."""
-    if len(lengths) < ranks:
-        raise ValueError(f"{len(lengths)} sequences cannot feed {ranks} data-parallel ranks")
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+def _least_loaded_first(sizes: list[int], ranks: int) -> list[list[int]]:
+    """Item indices dealt largest first to the rank with the least load (then fewest items)."""
     shares: list[list[int]] = [[] for _ in range(ranks)]
     load = [0] * ranks
-    for i in order:
+    for i in sorted(range(len(sizes)), key=lambda i: (-sizes[i], i)):
         r = min(range(ranks), key=lambda j: (load[j], len(shares[j]), j))
         shares[r].append(i)
-        load[r] += lengths[i]
+        load[r] += sizes[i]
     return shares
+
+
+def plan_global_batch(lengths: list[int], capacity: int, ranks: int) -> list[list[list[int]]]:
+    """Micro-batches (lists of sequence indices) for each data-parallel rank.
+
+    The whole batch is packed best-fit-decreasing and the micro-batches are dealt to ranks by
+    token load. When there are fewer micro-batches than ranks (few sequences per rank), the
+    sequences themselves are dealt by token load and each rank packs its own share, so every
+    rank gets work and the loads stay balanced.
+    """
+    if len(lengths) < ranks:
+        raise ValueError(f"{len(lengths)} sequences cannot feed {ranks} data-parallel ranks")
+    bins = best_fit_decreasing(lengths, capacity)
+    if len(bins) >= ranks:
+        shares = _least_loaded_first([sum(lengths[i] for i in b) for b in bins], ranks)
+        return [[bins[b] for b in share] for share in shares]
+    shares = _least_loaded_first(lengths, ranks)
+    return [[[share[i] for i in b] for b in best_fit_decreasing([lengths[i] for i in share],
+                                                               capacity)]
+            for share in shares]
 
 
 @dataclass
