@@ -1,5 +1,5 @@
 # Set-up and the two everyday commands. Everything installs into .venv from nothing:
-#   make demo   # create the environment, train the tiny recipe on the CPU (a few minutes)
+#   make demo   # create the environment, fine-tune the tiny chat recipe on the CPU (~2 min)
 #   make test   # create the environment, run the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -19,7 +19,7 @@ $(STAMP): setup.py
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m engine.train recipes/tiny/pretrain.yaml output_dir=runs/tiny-pretrain
+	$(BIN)/python -m engine.train recipes/tiny/sft.yaml output_dir=runs/tiny-sft
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -19,12 +19,16 @@ setup(
         # 0.16.1); ranges here keep a container's own torch in place.
         "torch>=2.6",
         "megatron-core>=0.16.1",
+        "datasets==5.2.0",
         "einops==0.8.2",
         "numpy==2.4.6",
         "packaging==26.3",
         "psutil==7.2.2",
+        "pyarrow==26.0.1",
         "pyyaml==6.0.3",
+        "sentencepiece==0.2.3",
         "tensorboard==2.21.0",
+        "transformers==5.19.0",
     ],
     extras_require={
         "test": ["pytest==9.2.0"],

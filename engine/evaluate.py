@@ -64,8 +64,13 @@ class Evaluator:
             device=self.layout.device)
         model.train()
         hits, totals = Counter(), Counter()
-        for out, answer, category in zip(outputs, self.answers, self.categories):
-            correct = self.chat.tok.decode(out).strip() == answer
+        for i, (out, answer, category) in enumerate(zip(outputs, self.answers, self.categories)):
+            text = self.chat.tok.decode(out).strip()
+            correct = text == answer
+            if i < 3:
+                question = self.chat.tok.decode(self.prompts[i])
+                log.info("  sample %d: %r -> %r (%s)", i, question[-60:], text[:80],
+                         "correct" if correct else f"expected {answer[:80]!r}")
             hits[category] += correct
             totals[category] += 1
         result = {"eval_exact_match": sum(hits.values()) / len(self.answers)}
