@@ -30,7 +30,8 @@ class CoreAttention(MegatronModule):
         super().__init__(config=config)
         if config.context_parallel_size != 1:
             raise ValueError("context parallelism needs TransformerEngine's attention")
-        self.dropout_p = config.attention_dropout if attention_dropout is None else attention_dropout
+        self.dropout_p = (config.attention_dropout if attention_dropout is None
+                          else attention_dropout)
         self.softmax_scale = softmax_scale or config.kv_channels ** -0.5
 
     def forward(self, query, key, value, attention_mask, attn_mask_type=None,

@@ -96,7 +96,7 @@ def test_llama3_masks_single_and_multi_turn():
 def test_tokenizer_jinja_template_matches_builtin(tmp_path, jinja, builtin):
     tok = load_tokenizer(str(make_hf_tokenizer(tmp_path, chat_template=jinja)))
     ours, theirs = ChatFormat(builtin, tok), ChatFormat("tokenizer", tok)
-    for messages in (SINGLE, MULTI, MULTI[:4]):
+    for messages in (SINGLE, MULTI, MULTI[1:], MULTI[:4]):
         for gen in (False, True):
             assert theirs.render(messages, gen) == ours.render(messages, gen)
         a, b = ours.tokenize_chat(messages), theirs.tokenize_chat(messages)

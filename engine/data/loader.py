@@ -2,10 +2,11 @@
 
 Sequences are visited in a permutation drawn from (seed, epoch); epochs follow one another
 without a seam, so a step always takes exactly `global_batch_size` sequences, packed into
-micro-batches dealt to data-parallel ranks by token load (`plan_global_batch`). Every rank plans the global batch from sequence
-lengths alone (cheap) and collates only its own share, so all pipeline stages of a replica see
-the same micro-batches and the loss weights carry the global normalization. The position
-(`consumed`) is the whole state: `state_dict()` / `load_state_dict()` make the order resumable.
+micro-batches dealt to data-parallel ranks by token load (`plan_global_batch`). Every rank
+plans the global batch from sequence lengths alone (cheap) and collates only its own share, so
+all pipeline stages of a replica see the same micro-batches and the loss weights carry the
+global normalization. The position (`consumed`) is the whole state: `state_dict()` /
+`load_state_dict()` make the order resumable.
 """
 
 from __future__ import annotations

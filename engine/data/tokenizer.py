@@ -184,7 +184,7 @@ def load_tokenizer(spec: str, bos_token: str | None = None, eos_token: str | Non
     else:
         path = Path(spec)
         if path.is_dir():
-            if not (path / "tokenizer.json").exists() and not (path / "tokenizer_config.json").exists():
+            if not any((path / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
                 raise ConfigError(f"data.tokenizer={spec}: no tokenizer.json or "
                                  f"tokenizer_config.json in the directory")
             tok = HFTokenizer(str(path))
