@@ -138,8 +138,17 @@ class EvalConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    """Saved every `every_steps` (0: never periodically), at the end, and on SIGTERM/SIGUSR1."""
+
+    every_steps: int = 0
+    keep_last: int = 2
+
+
+@dataclass
 class LoggingConfig:
     tensorboard: bool = True
+    peak_tflops: Optional[float] = None  # per GPU, for MFU; default from the GPU's name
 
 
 @dataclass
@@ -156,6 +165,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def data_parallel_size(self, world_size: int) -> int:
@@ -190,7 +200,8 @@ class Config:
                            ("data.max_tokens_per_micro_batch", d.max_tokens_per_micro_batch),
                            ("data.global_batch_size", d.global_batch_size),
                            ("train.log_every", self.train.log_every),
-                           ("eval.max_new_tokens", self.eval.max_new_tokens)):
+                           ("eval.max_new_tokens", self.eval.max_new_tokens),
+                           ("checkpoint.keep_last", self.checkpoint.keep_last)):
             if value < 1:
                 raise ConfigError(f"{key} must be >= 1, got {value}")
         if self.train.max_steps is not None and self.train.max_steps < 1:

@@ -12,8 +12,9 @@ nothing else in the engine works around CUDA:
    CPU: factories get `device="cpu"`, `current_device()` returns "cpu", synchronize/empty_cache
    do nothing, streams and events are inert (the CPU runs everything in program order).
 2. Tensor methods that assume CUDA: `tensor.type() == 'torch.cuda.FloatTensor'` dtype checks in
-   the optimizers and grad clipping, and `weight.data.cuda()` when the tied output layer is
-   synchronized with the embedding across pipeline stages. During exactly those functions
+   the optimizers and grad clipping, `weight.data.cuda()` when the tied output layer is
+   synchronized with the embedding across pipeline stages, and `send_tensor.cuda()` when the
+   distributed optimizer gathers its states for a checkpoint. During exactly those functions
    (`_CUDA_TENSOR_METHODS`), `Tensor.type()` without arguments reports the CUDA type name of a
    CPU tensor (the dtype the check is about is unchanged) and `Tensor.cuda()` returns the tensor.
 3. megatron's RNG tracker: `model_parallel_cuda_manual_seed` with `inference_rng_tracker=True`
@@ -47,6 +48,9 @@ _MODULES_USING_CUDA = (
     "megatron.core.optimizer.optimizer",
     "megatron.core.optimizer.distrib_optimizer",
     "megatron.core.optimizer.clip_grads",
+    "megatron.core.dist_checkpointing.strategies.filesystem_async",
+    "megatron.core.dist_checkpointing.strategies.state_dict_saver",
+    "megatron.core.dist_checkpointing.strategies.async_utils",
 )
 
 # (module, attribute path) of the functions that call `Tensor.type()` or `Tensor.cuda()`.
@@ -58,6 +62,8 @@ _CUDA_TENSOR_METHODS = (
     ("megatron.core.optimizer.optimizer", "clip_grad_by_total_norm_fp32"),
     ("megatron.core.models.common.language_module.language_module",
      "LanguageModule.setup_embeddings_and_output_layer"),
+    ("megatron.core.optimizer.distrib_optimizer",
+     "DistributedOptimizer.get_parameter_state_dp_zero"),
 )
 
 _FACTORIES = ("zeros", "ones", "empty", "full", "tensor", "arange", "rand", "randn", "randint")

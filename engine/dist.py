@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from engine import cpu_platform, platform
+from engine import cpu_platform, megatron_fixes, platform
 from engine.config import Config
 
 
@@ -85,6 +85,7 @@ def init_distributed(cfg: Config, env: LaunchEnv) -> Layout:
     """Create the process group and megatron's parallel groups for `cfg.parallel`."""
     from megatron.core import parallel_state
 
+    megatron_fixes.apply()
     use_cuda = platform.has_cuda()
     if use_cuda:
         torch.cuda.set_device(env.local_rank)

@@ -1,7 +1,9 @@
-"""The training loop: build data, model and optimizer for this rank, step, evaluate, log.
+"""The training loop: build data, model and optimizer for this rank, resume, step, evaluate,
+checkpoint, log.
 
-Run dir (`output_dir`): `config.yaml` (resolved), `metrics.jsonl`, `eval.jsonl` (with
-`eval.sources`), `data_stats.json`, `tensorboard/`, `train.log`.
+Run dir (`output_dir`): `config.yaml` (resolved), `data_stats.json`, `metrics.jsonl`,
+`eval.jsonl` (with `eval.sources`), `checkpoints/step_N/`, `tensorboard/`, `train.log`.
+A run whose run dir holds a complete checkpoint resumes from the newest one by itself.
 """
 
 from __future__ import annotations
@@ -12,19 +14,22 @@ from pathlib import Path
 
 import yaml
 
-from engine import platform
+from engine import checkpoint, platform
 from engine.config import Config
 from engine.data.prepare import build_loader, pad_multiple, prepare
 from engine.dist import Layout, seed_everything
 from engine.evaluate import Evaluator
+from engine.flops import peak_tflops, step_flops
 from engine.metrics import MetricsWriter, Throughput, log, setup_logging
-from engine.models import build_model
+from engine.models import build_model, padded_vocab_size
 from engine.optim import build_optimizer, wrap_for_training
+from engine.signals import EXIT_REQUEUE, StopRequest
 from engine.step import TrainStep
 from engine.weights import init_weights
 
 
-def run(cfg: Config, layout: Layout) -> None:
+def run(cfg: Config, layout: Layout) -> int:
+    """Train to the end (exit code 0) or until a stop signal (checkpoint, EXIT_REQUEUE)."""
     out = Path(cfg.output_dir)
     setup_logging(out if layout.is_logger else None)
     if layout.is_logger:
@@ -50,13 +55,27 @@ def run(cfg: Config, layout: Layout) -> None:
     seed_everything(cfg.seed)
     model = build_model(cfg, layout)
     init_weights(model, cfg.model, cfg.seed)
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info("model: %s, %d parameters on this rank", cfg.model.arch, n_params)
+    log.info("model: %s, %d parameters on this rank", cfg.model.arch,
+             sum(p.numel() for p in model.parameters()))
     model = wrap_for_training(model, cfg)
     optimizer, scheduler = build_optimizer(model, cfg, max_steps, warmup_steps)
     train_step = TrainStep(model, optimizer, scheduler, layout, cfg.model.vocab_size)
 
-    metrics = MetricsWriter(out if layout.is_logger else None, cfg.logging.tensorboard)
+    root = checkpoint.checkpoint_root(out)
+    saved_step = start_step = 0
+    found = checkpoint.latest(root)
+    if found is not None:
+        saved_step = start_step = checkpoint.load(found[1], model, optimizer, scheduler, loader,
+                                                  layout)
+        log.info("resumed from %s (step %d)", found[1], start_step)
+
+    def save(step: int) -> None:
+        path = checkpoint.save(root, step, model, optimizer, scheduler, loader, layout,
+                               cfg.checkpoint.keep_last)
+        log.info("saved checkpoint %s", path)
+
+    metrics = MetricsWriter(out if layout.is_logger else None, cfg.logging.tensorboard,
+                            after_step=start_step)
     evaluator = Evaluator(cfg, layout, data.chat, pad_multiple(cfg)) if cfg.eval.sources \
         else None
 
@@ -64,42 +83,80 @@ def run(cfg: Config, layout: Layout) -> None:
         if evaluator is not None:
             metrics.write({"step": step, **evaluator(train_step, step)}, kind="eval")
 
-    evaluate(0)
-    meter = Throughput()
-    start = time.perf_counter()
-    first_loss = last_loss = None
+    if start_step == 0:
+        evaluate(0)
+    stop = StopRequest(layout.device)
+    progress = Progress(cfg, layout, max_steps, start_step)
     try:
-        for step in range(1, max_steps + 1):
+        for step in range(start_step + 1, max_steps + 1):
             batch = loader.next_batch()
             result = train_step(batch.micro_batches)
-            elapsed, tokens_per_s = meter.tick(batch.tokens)
-            record = {
-                "step": step,
-                "loss": result.loss,
-                "lr": result.lr,
-                "grad_norm": result.grad_norm,
-                "tokens": batch.tokens,
-                "target_tokens": batch.target_tokens,
-                "tokens_per_s": tokens_per_s,
-                "step_time_s": elapsed,
-                "micro_batches": len(batch.micro_batches),
-                "packing_efficiency": batch.tokens / batch.token_budget,
-                "epoch": loader.epoch,
-                "skipped": result.skipped,
-            }
-            metrics.write(record)
-            first_loss = result.loss if first_loss is None else first_loss
-            last_loss = result.loss
+            metrics.write(progress.record(step, batch, result, loader.epoch))
             if cfg.eval.every_steps and step % cfg.eval.every_steps == 0 and step < max_steps:
                 evaluate(step)
-            if step % cfg.train.log_every == 0 or step in (1, max_steps):
-                done = time.perf_counter() - start
-                eta = done / step * (max_steps - step)
-                log.info("step %d/%d | loss %.4f | lr %.3g | grad_norm %.3f | %.0f tok/s | "
-                         "eta %.0fs", step, max_steps, result.loss, result.lr,
-                         result.grad_norm, tokens_per_s, eta)
+                progress.meter.restart()
+            if cfg.checkpoint.every_steps and step % cfg.checkpoint.every_steps == 0:
+                save(saved_step := step)
+                progress.meter.restart()
+            if stop.agreed():
+                if saved_step != step:
+                    save(saved_step := step)
+                log.info("stop signal: checkpoint at step %d, exiting with %d to be requeued",
+                         step, EXIT_REQUEUE)
+                return EXIT_REQUEUE
+        if saved_step != max_steps:
+            save(max_steps)
         evaluate(max_steps)
     finally:
         metrics.close()
-    log.info("done: %d steps in %.1fs, loss %.4f -> %.4f; run dir %s", max_steps,
-             time.perf_counter() - start, first_loss, last_loss, out)
+    progress.done(out)
+    return 0
+
+
+class Progress:
+    """Per-step records (throughput, TFLOP/s, MFU) and the progress line of the log."""
+
+    def __init__(self, cfg: Config, layout: Layout, max_steps: int, start_step: int):
+        self.cfg, self.layout, self.max_steps = cfg, layout, max_steps
+        self.peak = cfg.logging.peak_tflops or (
+            peak_tflops(platform.device_name(), cfg.precision) if platform.has_cuda() else None)
+        self.vocab = padded_vocab_size(cfg.model, layout.tp)
+        self.meter = Throughput()
+        self.start, self.first_step = time.perf_counter(), start_step + 1
+        self.first_loss = self.last_loss = None
+
+    def record(self, step: int, batch, result, epoch: float) -> dict:
+        elapsed, tokens_per_s = self.meter.tick(batch.tokens)
+        flops = step_flops(self.cfg.model, batch.lengths, self.vocab)
+        tflops = flops / elapsed / self.layout.world_size / 1e12
+        mfu = tflops / self.peak if self.peak else None
+        self.first_loss = result.loss if self.first_loss is None else self.first_loss
+        self.last_loss = result.loss
+        if step % self.cfg.train.log_every == 0 or step in (self.first_step, self.max_steps):
+            done = time.perf_counter() - self.start
+            eta = done / (step - self.first_step + 1) * (self.max_steps - step)
+            log.info("step %d/%d | loss %.4f | lr %.3g | grad_norm %.3f | %.0f tok/s | "
+                     "%.3g TFLOP/s/GPU%s | eta %.0fs", step, self.max_steps, result.loss,
+                     result.lr, result.grad_norm, tokens_per_s, tflops,
+                     f" | MFU {100 * mfu:.1f}%" if mfu else "", eta)
+        return {
+            "step": step,
+            "loss": result.loss,
+            "lr": result.lr,
+            "grad_norm": result.grad_norm,
+            "tokens": batch.tokens,
+            "target_tokens": batch.target_tokens,
+            "tokens_per_s": tokens_per_s,
+            "tflops_per_gpu": tflops,
+            "mfu": mfu,
+            "step_time_s": elapsed,
+            "micro_batches": len(batch.micro_batches),
+            "packing_efficiency": batch.tokens / batch.token_budget,
+            "epoch": epoch,
+            "skipped": result.skipped,
+        }
+
+    def done(self, out: Path) -> None:
+        log.info("done: steps %d-%d in %.1fs, loss %.4f -> %.4f; run dir %s", self.first_step,
+                 self.max_steps, time.perf_counter() - self.start, self.first_loss or 0.0,
+                 self.last_loss or 0.0, out)

@@ -31,13 +31,22 @@ def setup_logging(output_dir: Path | None) -> None:
 
 
 class MetricsWriter:
-    def __init__(self, output_dir: Path | None, tensorboard: bool):
+    """Appends to the run dir's JSONL files. A resumed run first drops the records past the step
+    it resumed from (written after its last checkpoint), so each step appears once."""
+
+    def __init__(self, output_dir: Path | None, tensorboard: bool, after_step: int = 0):
         self.enabled = output_dir is not None
         self.tb = None
         if not self.enabled:
             return
-        self.files = {name: (output_dir / f"{name}.jsonl").open("a")
-                      for name in ("metrics", "eval")}
+        self.files = {}
+        for name in ("metrics", "eval"):
+            path = output_dir / f"{name}.jsonl"
+            kept = [line for line in path.read_text().splitlines()
+                    if after_step and json.loads(line)["step"] <= after_step] \
+                if path.exists() else []
+            path.write_text("".join(line + "\n" for line in kept))
+            self.files[name] = path.open("a")
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -67,6 +76,10 @@ class Throughput:
     """Tokens per second over the time since the previous `tick`."""
 
     def __init__(self):
+        self.last = time.perf_counter()
+
+    def restart(self) -> None:
+        """Exclude what happened since the last tick (an evaluation, a checkpoint save)."""
         self.last = time.perf_counter()
 
     def tick(self, tokens: int) -> tuple[float, float]:

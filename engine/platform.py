@@ -43,7 +43,11 @@ def has_apex() -> bool:
     return _imports("apex")
 
 
+def device_name() -> str:
+    return torch.cuda.get_device_name() if has_cuda() else "cpu"
+
+
 def describe() -> str:
-    device = torch.cuda.get_device_name() if has_cuda() else "cpu"
+    device = device_name()
     return (f"device={device} torch={torch.__version__} transformer_engine={has_transformer_engine()} "
             f"flash_attn={has_flash_attn()} apex={has_apex()}")

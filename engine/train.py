@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
 
     layout = dist.init_distributed(cfg, env)
     try:
-        loop.run(cfg, layout)
+        return loop.run(cfg, layout)
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
@@ -43,7 +43,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         dist.shutdown()
-    return 0
 
 
 if __name__ == "__main__":

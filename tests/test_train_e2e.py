@@ -3,13 +3,10 @@ launches work."""
 
 import json
 import math
-import os
-import subprocess
-import sys
 
 import yaml
 
-from tests.util import ROOT, TINY, free_port, train
+from tests.util import ROOT, TINY, slurm_tasks, train
 
 TINY_SFT = ROOT / "recipes" / "tiny" / "sft.yaml"
 
@@ -43,21 +40,10 @@ def test_slurm_style_launch(tmp_path):
     """Two tasks as `srun` starts them: SLURM_* variables, no torchrun."""
     single = train(tmp_path / "single", ["train.max_steps=2", "optim.warmup_steps=1"])
     out = tmp_path / "slurm"
-    port = str(free_port())
-    procs = []
-    for rank in range(2):
-        env = {**os.environ, "SLURM_PROCID": str(rank), "SLURM_NTASKS": "2",
-               "SLURM_LOCALID": str(rank), "SLURM_JOB_ID": "4242", "MASTER_ADDR": "127.0.0.1",
-               "MASTER_PORT": port, "OMP_NUM_THREADS": "1"}
-        for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
-            env.pop(key, None)
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "engine.train", str(TINY), f"output_dir={out}",
-             "train.max_steps=2", "optim.warmup_steps=1", "parallel.tp=2"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    for p in procs:
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err[-3000:]
+    for task in slurm_tasks([str(TINY), f"output_dir={out}", "train.max_steps=2",
+                             "optim.warmup_steps=1", "parallel.tp=2"], ntasks=2):
+        _, err = task.communicate(timeout=300)
+        assert task.returncode == 0, err[-3000:]
     slurm = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in slurm] == [1, 2]
     for a, b in zip(single, slurm):

@@ -76,3 +76,20 @@ def make_sentencepiece(path: Path) -> Path:
         model_type="bpe", bos_id=1, eos_id=2, pad_id=3, unk_id=0,
         user_defined_symbols=["<|user|>", "<|assistant|>", "<|system|>"], minloglevel=2)
     return path.with_suffix(".model")
+
+
+def slurm_tasks(args: list[str], ntasks: int) -> list[subprocess.Popen]:
+    """`python -m engine.train ARGS` started as `srun` starts tasks: SLURM_* variables, one
+    process per task, no torchrun."""
+    port = str(free_port())
+    procs = []
+    for rank in range(ntasks):
+        env = {**os.environ, "SLURM_PROCID": str(rank), "SLURM_NTASKS": str(ntasks),
+               "SLURM_LOCALID": str(rank), "SLURM_JOB_ID": "4242", "MASTER_ADDR": "127.0.0.1",
+               "MASTER_PORT": port, "OMP_NUM_THREADS": "1"}
+        for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+            env.pop(key, None)
+        procs.append(subprocess.Popen([sys.executable, "-m", "engine.train", *args], cwd=ROOT,
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
+    return procs

@@ -24,7 +24,7 @@ class GlobalBatch:
     """This rank's micro-batches of one optimizer step, and counts over the whole batch."""
 
     micro_batches: list[MicroBatch]
-    sequences: int  # in the global batch
+    lengths: list[int]  # of every sequence in the global batch
     tokens: int  # real tokens in the global batch
     target_tokens: int  # tokens with a loss weight > 0, global
     token_budget: int  # micro-batches × capacity, global (for packing efficiency)
@@ -76,7 +76,7 @@ class PackedLoader:
                          for bin_ in per_rank[self.dp_rank]]
         return GlobalBatch(
             micro_batches=micro_batches,
-            sequences=len(ids),
+            lengths=[len(self.sequences[i]) for i in ids],
             tokens=sum(len(self.sequences[i]) for i in ids),
             target_tokens=int(sum(m.sum() for m in masks)),
             token_budget=sum(len(bins) for bins in per_rank) * self.capacity,
