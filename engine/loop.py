@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from engine import checkpoint, platform
 from engine.config import Config
-from engine.data.prepare import build_loader, pad_multiple, prepare
+from engine.data.loader import PackedLoader
+from engine.data.prepare import Prepared, build_loader, pad_multiple, prepare
 from engine.dist import Layout, seed_everything
 from engine.evaluate import Evaluator
 from engine.flops import peak_tflops, step_flops
@@ -28,20 +30,29 @@ from engine.step import TrainStep
 from engine.weights import init_weights
 
 
-def run(cfg: Config, layout: Layout) -> int:
-    """Train to the end (exit code 0) or until a stop signal (checkpoint, EXIT_REQUEUE)."""
-    out = Path(cfg.output_dir)
-    setup_logging(out if layout.is_logger else None)
-    if layout.is_logger:
-        (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+@dataclass
+class Training:
+    """Everything one rank trains with."""
+
+    data: Prepared
+    loader: PackedLoader
+    model: object  # megatron DDP
+    optimizer: object
+    scheduler: object
+    step: TrainStep
+    max_steps: int
+
+
+def build_training(cfg: Config, layout: Layout, out: Path | None) -> Training:
+    """Data, model (with its layout-free init), optimizer and schedule; logs what it built and
+    writes data_stats.json into `out` on the logging rank."""
     log.info("platform: %s", platform.describe())
     log.info("layout: world=%d tp=%d pp=%d dp=%d sp=%s distributed_optimizer=%s precision=%s",
              layout.world_size, layout.tp, layout.pp, layout.dp, cfg.parallel.sp,
              cfg.parallel.distributed_optimizer, cfg.precision)
-
     data = prepare(cfg)
     stats = data.stats
-    if layout.is_logger:
+    if out is not None and layout.is_logger:
         (out / "data_stats.json").write_text(json.dumps(stats, indent=1))
     log.info("data: %d examples read, %d kept, skipped %s, %d truncated; %d tokens, %d trainable",
              stats["examples_read"], stats["examples_kept"], stats["skipped"] or "none",
@@ -59,7 +70,20 @@ def run(cfg: Config, layout: Layout) -> int:
              sum(p.numel() for p in model.parameters()))
     model = wrap_for_training(model, cfg)
     optimizer, scheduler = build_optimizer(model, cfg, max_steps, warmup_steps)
-    train_step = TrainStep(model, optimizer, scheduler, layout, cfg.model.vocab_size)
+    step = TrainStep(model, optimizer, scheduler, layout, cfg.model.vocab_size)
+    return Training(data, loader, model, optimizer, scheduler, step, max_steps)
+
+
+def run(cfg: Config, layout: Layout) -> int:
+    """Train to the end (exit code 0) or until a stop signal (checkpoint, EXIT_REQUEUE)."""
+    out = Path(cfg.output_dir)
+    setup_logging(out if layout.is_logger else None)
+    if layout.is_logger:
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    t = build_training(cfg, layout, out)
+    data, loader, model, optimizer, scheduler = t.data, t.loader, t.model, t.optimizer, \
+        t.scheduler
+    train_step, max_steps = t.step, t.max_steps
 
     root = checkpoint.checkpoint_root(out)
     saved_step = start_step = 0

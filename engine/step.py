@@ -9,6 +9,7 @@ micro-batch losses over data-parallel replicas.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from functools import partial
 
@@ -16,6 +17,7 @@ import torch
 import torch.distributed as dist
 from megatron.core.packed_seq_params import PackedSeqParams
 from megatron.core.pipeline_parallel import get_forward_backward_func
+from megatron.core.utils import get_model_config
 
 from engine.data.packing import MicroBatch
 from engine.dist import Layout
@@ -54,6 +56,22 @@ class TrainStep:
         self.layout = layout
         self.real_vocab_size = real_vocab_size
         self.schedule = get_forward_backward_func()
+        self.timer = None
+
+    def time_phases(self, timer) -> None:
+        """Charge forward-backward, grad reduce and optimizer time to `timer` (a PhaseTimer)."""
+        self.timer = timer
+        config = get_model_config(self.model)
+        finalize = config.finalize_model_grads_func
+
+        def timed_finalize(*args, **kwargs):
+            with timer("grad_reduce"):
+                finalize(*args, **kwargs)
+
+        config.finalize_model_grads_func = timed_finalize
+
+    def _phase(self, name: str):
+        return self.timer(name) if self.timer is not None else contextlib.nullcontext()
 
     def _forward_step(self, data_iterator, model):
         mb = next(data_iterator)
@@ -74,10 +92,12 @@ class TrainStep:
     def __call__(self, micro_batches: list[MicroBatch]) -> StepResult:
         self.model.zero_grad_buffer()
         self.optimizer.zero_grad()
-        outputs = self._schedule(micro_batches, forward_only=False)
+        with self._phase("forward_backward_and_grad_reduce"):
+            outputs = self._schedule(micro_batches, forward_only=False)
         lr = self.optimizer.param_groups[0]["lr"]
-        ok, grad_norm, _ = self.optimizer.step()
-        self.scheduler.step(increment=1)
+        with self._phase("optimizer"):
+            ok, grad_norm, _ = self.optimizer.step()
+            self.scheduler.step(increment=1)
         return StepResult(loss=self._global_loss(outputs), grad_norm=float(grad_norm or 0.0),
                           lr=lr, skipped=not ok)
 
