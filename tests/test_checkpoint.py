@@ -2,15 +2,18 @@
 another layout: within fp32 reduction noise), SIGTERM/SIGUSR1 preemption."""
 
 import json
+import random
 import shutil
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 
 from engine.checkpoint import complete_checkpoints, latest
 from engine.signals import EXIT_REQUEUE
-from tests.util import TINY, slurm_tasks, train
+from tests.util import ROOT, TINY, slurm_tasks, train
 
 STEPS = ["train.max_steps=6", "optim.warmup_steps=1", "train.log_every=1"]
 
@@ -101,3 +104,29 @@ def test_signal_saves_and_exits_for_requeue(straight, tmp_path, sig):
     resumed = train(out, STEPS + ["parallel.tp=2"], nproc=2)
     for x, y in zip(_metrics(straight), resumed):
         assert abs(x["loss"] - y["loss"]) <= 1e-5, (x, y)
+
+
+def test_kill_9_at_any_moment_then_resume(straight, tmp_path):
+    """SIGKILL (no chance to clean up) at random moments of a run that saves every step — most
+    land inside a save, which takes longer than a tiny step. Whatever is left, the next start
+    resumes from the newest complete checkpoint and the run ends with the straight run's losses."""
+    out = tmp_path / "run"
+    args = ["-m", "engine.train", str(TINY), f"output_dir={out}", *STEPS,
+            "checkpoint.every_steps=1"]
+    rng = random.Random(0)
+    for attempt in range(2):
+        proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        metrics = out / "metrics.jsonl"
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            if metrics.exists() and len(metrics.read_text().splitlines()) > 2 * attempt + 1:
+                break
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.05, 0.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+        found = latest(out / "checkpoints")
+        assert found is not None and (found[1] / "metadata.json").is_file()
+    resumed = train(out, STEPS + ["checkpoint.every_steps=1"])
+    assert [m["loss"] for m in resumed] == [m["loss"] for m in _metrics(straight)]
