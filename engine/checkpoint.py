@@ -9,6 +9,8 @@ so a crash mid-write never leaves a directory that looks complete; `latest()` ig
 The `keep_last` newest complete checkpoints are kept. Model and optimizer states are saved in
 megatron's layout-free form (every parameter and its Adam moments in global coordinates;
 `fully_reshardable` for the distributed optimizer), so a checkpoint loads at any layout.
+`CheckpointTensors` reads single tensors (or one layer of them) straight from a checkpoint's chunk
+files, without a process group: the HF export and weights-only loading use it.
 RNG states are restored when the layout is the one that saved them (they are per TP/PP rank);
 at another layout the run reseeds, which changes nothing here because training draws no random
 numbers (no dropout; data order comes from the loader's own seeded permutation).
@@ -16,6 +18,7 @@ numbers (no dropout; data order comes from the loader's own seeded permutation).
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import re
@@ -29,8 +32,10 @@ from megatron.core import dist_checkpointing
 from megatron.core.dist_checkpointing.mapping import ShardedObject
 from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
 from megatron.core.tensor_parallel import get_cuda_rng_tracker
+from torch.distributed.checkpoint import FileSystemReader
 
 from engine import platform
+from engine.config import ConfigError
 from engine.dist import Layout
 
 _STEP_DIR = re.compile(r"^step_(\d+)$")
@@ -102,8 +107,9 @@ def _sharded_state(model, optimizer, layout: Layout, is_loading: bool, with_rng:
 
 
 def save(root: Path, step: int, model, optimizer, scheduler, loader, layout: Layout,
-         keep_last: int) -> Path:
-    """Write checkpoint `step` atomically, then prune to the `keep_last` newest."""
+         keep_last: int, meta: dict) -> Path:
+    """Write checkpoint `step` atomically, then prune to the `keep_last` newest. `meta` (the
+    model config, precision) lets tools read the checkpoint without the recipe."""
     tmp, final = root / f"step_{step}.tmp", root / f"step_{step}"
     if layout.rank == 0:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -111,7 +117,7 @@ def save(root: Path, step: int, model, optimizer, scheduler, loader, layout: Lay
     dist.barrier()
     state = _sharded_state(model, optimizer, layout, is_loading=False, with_rng=True)
     state.update(step=step, scheduler=scheduler.state_dict(), loader=loader.state_dict(),
-                 layout={"tp": layout.tp, "pp": layout.pp})
+                 layout={"tp": layout.tp, "pp": layout.pp}, meta=meta)
     dist_checkpointing.save(state, str(tmp))
     dist.barrier()
     if layout.rank == 0:
@@ -146,3 +152,48 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class CheckpointTensors:
+    """Whole tensors, or one index of their first (layer) axis, read from the chunks of a
+    torch.distributed.checkpoint directory."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        metadata = FileSystemReader(str(path)).read_metadata()
+        self.tensors = metadata.state_dict_metadata
+        self.storage = {(index.fqn, tuple(index.offset)): info
+                        for index, info in metadata.storage_data.items()
+                        if index.offset is not None}
+
+    def dtype(self, key: str) -> torch.dtype:
+        return self.tensors[key].properties.dtype
+
+    def read(self, key: str, layer: int | None = None) -> torch.Tensor:
+        if key not in self.tensors:
+            raise ConfigError(f"{self.path}: checkpoint has no tensor {key}")
+        meta = self.tensors[key]
+        lo, hi = [0] * len(meta.size), list(meta.size)
+        if layer is not None:
+            lo[0], hi[0] = layer, layer + 1
+        out = torch.empty([h - l for h, l in zip(hi, lo)], dtype=meta.properties.dtype)
+        for chunk in meta.chunks:
+            start, size = list(chunk.offsets), list(chunk.sizes)
+            a = [max(l, s) for l, s in zip(lo, start)]
+            b = [min(h, s + n) for h, s, n in zip(hi, start, size)]
+            if any(x >= y for x, y in zip(a, b)):
+                continue
+            data = self._load_chunk(key, tuple(start)).reshape(size)
+            out[tuple(slice(x - l, y - l) for x, y, l in zip(a, b, lo))] = \
+                data[tuple(slice(x - s, y - s) for x, y, s in zip(a, b, start))]
+        return out[0] if layer is not None else out
+
+    def _load_chunk(self, key: str, offsets: tuple) -> torch.Tensor:
+        info = self.storage[(key, offsets)]
+        if info.transform_descriptors:
+            raise ConfigError(f"{self.path}: {key} is stored with transforms "
+                              f"{info.transform_descriptors}, which this reader does not undo")
+        with open(self.path / info.relative_path, "rb") as f:
+            f.seek(info.offset)
+            data = f.read(info.length)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)

@@ -40,6 +40,7 @@ class RopeScalingConfig:
 class ModelConfig:
     """Architecture of a Llama-family decoder (Llama 3/3.1/3.2, Qwen2/2.5)."""
 
+    init_from_hf: Optional[str] = None  # HF model directory: architecture and weights from it
     arch: str = "llama"  # llama | qwen2
     num_layers: int = 2
     hidden_size: int = 128
@@ -298,10 +299,36 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         _set_dotted(raw, key.strip(), yaml.safe_load(value))
     cfg = _build(Config, raw, "")
     for source in cfg.data.sources + cfg.eval.sources:
-        if source.path and not Path(source.path).is_absolute():
-            candidate = base / source.path
-            source.path = str(candidate if candidate.exists() else Path(source.path).resolve())
+        source.path = _resolve(base, source.path)
+    if cfg.model.init_from_hf:
+        cfg.model.init_from_hf = _resolve(base, cfg.model.init_from_hf)
+        _take_hf_architecture(cfg, raw.get("model", {}))
     return cfg
+
+
+def _resolve(base: Path, path: str) -> str:
+    """A relative path: beside the recipe if it exists there, else from the working directory."""
+    if not path or Path(path).is_absolute():
+        return path
+    candidate = base / path
+    return str(candidate if candidate.exists() else Path(path).resolve())
+
+
+def _take_hf_architecture(cfg: Config, recipe_model: dict) -> None:
+    """The architecture comes from the HF config.json; keys the recipe sets must agree."""
+    from engine.convert import model_config_from_hf, read_hf_config
+
+    directory = cfg.model.init_from_hf
+    hf = model_config_from_hf(read_hf_config(directory), f"{directory}/config.json")
+    engine_only = ("init_from_hf", "init_std", "make_vocab_size_divisible_by")
+    for f in dataclasses.fields(ModelConfig):
+        if f.name in engine_only:
+            continue
+        ours, theirs = recipe_model.get(f.name), getattr(hf, f.name)
+        if f.name in recipe_model and getattr(cfg.model, f.name) != theirs:
+            raise ConfigError(f"model.{f.name}={ours!r} in the recipe disagrees with "
+                              f"{directory}/config.json ({theirs!r})")
+        setattr(cfg.model, f.name, theirs)
 
 
 def _set_dotted(raw: dict, key: str, value: Any) -> None:
@@ -313,6 +340,11 @@ def _set_dotted(raw: dict, key: str, value: Any) -> None:
             raise ConfigError(f"override {key}: {part} is not a section")
         node = child
     node[parts[-1]] = value
+
+
+def model_config_from_dict(raw: dict) -> ModelConfig:
+    """A ModelConfig from its `dataclasses.asdict` form (as checkpoints store it)."""
+    return _build(ModelConfig, raw, "model.")
 
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
@@ -27,7 +27,7 @@ from engine.models import build_model, padded_vocab_size
 from engine.optim import build_optimizer, wrap_for_training
 from engine.signals import EXIT_REQUEUE, StopRequest
 from engine.step import TrainStep
-from engine.weights import init_weights
+from engine.weights import init_weights, load_hf_weights
 
 
 @dataclass
@@ -65,9 +65,15 @@ def build_training(cfg: Config, layout: Layout, out: Path | None) -> Training:
 
     seed_everything(cfg.seed)
     model = build_model(cfg, layout)
-    init_weights(model, cfg.model, cfg.seed)
-    log.info("model: %s, %d parameters on this rank", cfg.model.arch,
-             sum(p.numel() for p in model.parameters()))
+    if cfg.model.init_from_hf:
+        load_hf_weights(model, cfg.model, cfg.model.init_from_hf,
+                        padded_vocab_size(cfg.model, layout.tp))
+    else:
+        init_weights(model, cfg.model, cfg.seed)
+    log.info("model: %s, %d parameters on this rank, %s", cfg.model.arch,
+             sum(p.numel() for p in model.parameters()),
+             f"weights from {cfg.model.init_from_hf}" if cfg.model.init_from_hf
+             else f"random init (seed {cfg.seed})")
     model = wrap_for_training(model, cfg)
     optimizer, scheduler = build_optimizer(model, cfg, max_steps, warmup_steps)
     step = TrainStep(model, optimizer, scheduler, layout, cfg.model.vocab_size)
@@ -95,7 +101,8 @@ def run(cfg: Config, layout: Layout) -> int:
 
     def save(step: int) -> None:
         path = checkpoint.save(root, step, model, optimizer, scheduler, loader, layout,
-                               cfg.checkpoint.keep_last)
+                               cfg.checkpoint.keep_last,
+                               meta={"model": asdict(cfg.model), "precision": cfg.precision})
         log.info("saved checkpoint %s", path)
 
     metrics = MetricsWriter(out if layout.is_logger else None, cfg.logging.tensorboard,

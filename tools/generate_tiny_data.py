@@ -14,7 +14,9 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The repository root replaces this script's folder on the path: tools/profile.py must not
+# shadow the standard library's `profile` module.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from engine.data.synthetic import tiny_chat, tiny_corpus  # noqa: E402
 

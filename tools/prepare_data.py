@@ -16,7 +16,9 @@ import math
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The repository root replaces this script's folder on the path: tools/profile.py must not
+# shadow the standard library's `profile` module.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from engine.config import ConfigError, load_config  # noqa: E402
 from engine.data.prepare import build_loader, prepare  # noqa: E402

@@ -1,0 +1,57 @@
+"""Convert checkpoints between Hugging Face and the engine.
+
+    python tools/convert_checkpoint.py engine-to-hf --ckpt RUN/checkpoints/step_N --out DIR
+        [--tokenizer DIR] [--dtype bf16|fp32|fp16]
+
+engine-to-hf reads a checkpoint saved at any TP/PP/DP layout and writes sharded safetensors,
+model.safetensors.index.json, config.json and generation_config.json (+ the tokenizer's files)
+that `transformers` and vLLM load as they are. It streams one layer at a time. To start
+training from a Hugging Face model, set `model.init_from_hf: DIR` in the recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+# The repository root replaces this script's folder on the path: tools/profile.py must not
+# shadow the standard library's `profile` module.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from engine.config import ConfigError  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    to_hf = sub.add_parser("engine-to-hf")
+    to_hf.add_argument("--ckpt", required=True)
+    to_hf.add_argument("--out", required=True)
+    to_hf.add_argument("--tokenizer")
+    to_hf.add_argument("--dtype", choices=("bf16", "fp32", "fp16"))
+    args = parser.parse_args()
+
+    from engine.export import export_hf
+
+    start = time.perf_counter()
+    try:
+        def progress(layer):
+            print(f"\r{'embedding' if layer is None else f'layer {layer}'} done", end="",
+                  file=sys.stderr, flush=True)
+
+        result = export_hf(args.ckpt, args.out, args.tokenizer, args.dtype, progress)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    seconds = time.perf_counter() - start
+    result.update(seconds=seconds, gb_per_s=result["bytes"] / seconds / 1e9)
+    print(file=sys.stderr)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
