@@ -41,6 +41,7 @@ class ModelConfig:
     """Architecture of a Llama-family decoder (Llama 3/3.1/3.2, Qwen2/2.5)."""
 
     init_from_hf: Optional[str] = None  # HF model directory: architecture and weights from it
+    init_from_checkpoint: Optional[str] = None  # engine checkpoint dir: the same, weights only
     arch: str = "llama"  # llama | qwen2
     num_layers: int = 2
     hidden_size: int = 128
@@ -300,9 +301,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
     cfg = _build(Config, raw, "")
     for source in cfg.data.sources + cfg.eval.sources:
         source.path = _resolve(base, source.path)
+    if cfg.model.init_from_hf and cfg.model.init_from_checkpoint:
+        raise ConfigError("set model.init_from_hf or model.init_from_checkpoint, not both")
     if cfg.model.init_from_hf:
         cfg.model.init_from_hf = _resolve(base, cfg.model.init_from_hf)
-        _take_hf_architecture(cfg, raw.get("model", {}))
+        _take_architecture(cfg, raw.get("model", {}), *_hf_architecture(cfg.model.init_from_hf))
+    if cfg.model.init_from_checkpoint:
+        cfg.model.init_from_checkpoint = _resolve(base, cfg.model.init_from_checkpoint)
+        _take_architecture(cfg, raw.get("model", {}),
+                           *_checkpoint_architecture(cfg.model.init_from_checkpoint))
     return cfg
 
 
@@ -314,20 +321,37 @@ def _resolve(base: Path, path: str) -> str:
     return str(candidate if candidate.exists() else Path(path).resolve())
 
 
-def _take_hf_architecture(cfg: Config, recipe_model: dict) -> None:
-    """The architecture comes from the HF config.json; keys the recipe sets must agree."""
+def _hf_architecture(directory: str) -> tuple[ModelConfig, str]:
     from engine.convert import model_config_from_hf, read_hf_config
 
-    directory = cfg.model.init_from_hf
-    hf = model_config_from_hf(read_hf_config(directory), f"{directory}/config.json")
-    engine_only = ("init_from_hf", "init_std", "make_vocab_size_divisible_by")
+    where = f"{directory}/config.json"
+    return model_config_from_hf(read_hf_config(directory), where), where
+
+
+def _checkpoint_architecture(directory: str) -> tuple[ModelConfig, str]:
+    import torch
+
+    common = Path(directory) / "common.pt"
+    if not common.is_file():
+        raise ConfigError(f"model.init_from_checkpoint={directory}: not an engine checkpoint "
+                          f"(no common.pt)")
+    meta = torch.load(common, map_location="cpu", weights_only=False).get("meta", {})
+    if "model" not in meta:
+        raise ConfigError(f"{common}: the checkpoint does not record its model config")
+    return model_config_from_dict(meta["model"]), str(common)
+
+
+def _take_architecture(cfg: Config, recipe_model: dict, source: ModelConfig, where: str) -> None:
+    """The architecture comes from the source model; keys the recipe sets must agree."""
+    engine_only = ("init_from_hf", "init_from_checkpoint", "init_std",
+                   "make_vocab_size_divisible_by")
     for f in dataclasses.fields(ModelConfig):
         if f.name in engine_only:
             continue
-        ours, theirs = recipe_model.get(f.name), getattr(hf, f.name)
+        ours, theirs = recipe_model.get(f.name), getattr(source, f.name)
         if f.name in recipe_model and getattr(cfg.model, f.name) != theirs:
             raise ConfigError(f"model.{f.name}={ours!r} in the recipe disagrees with "
-                              f"{directory}/config.json ({theirs!r})")
+                              f"{where} ({theirs!r})")
         setattr(cfg.model, f.name, theirs)
 
 

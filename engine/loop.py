@@ -27,7 +27,7 @@ from engine.models import build_model, padded_vocab_size
 from engine.optim import build_optimizer, wrap_for_training
 from engine.signals import EXIT_REQUEUE, StopRequest
 from engine.step import TrainStep
-from engine.weights import init_weights, load_hf_weights
+from engine.weights import init_weights, load_checkpoint_weights, load_hf_weights
 
 
 @dataclass
@@ -65,15 +65,17 @@ def build_training(cfg: Config, layout: Layout, out: Path | None) -> Training:
 
     seed_everything(cfg.seed)
     model = build_model(cfg, layout)
+    source = cfg.model.init_from_hf or cfg.model.init_from_checkpoint
     if cfg.model.init_from_hf:
         load_hf_weights(model, cfg.model, cfg.model.init_from_hf,
                         padded_vocab_size(cfg.model, layout.tp))
+    elif cfg.model.init_from_checkpoint:
+        load_checkpoint_weights(model, cfg.model.init_from_checkpoint)
     else:
         init_weights(model, cfg.model, cfg.seed)
     log.info("model: %s, %d parameters on this rank, %s", cfg.model.arch,
              sum(p.numel() for p in model.parameters()),
-             f"weights from {cfg.model.init_from_hf}" if cfg.model.init_from_hf
-             else f"random init (seed {cfg.seed})")
+             f"weights from {source}" if source else f"random init (seed {cfg.seed})")
     model = wrap_for_training(model, cfg)
     optimizer, scheduler = build_optimizer(model, cfg, max_steps, warmup_steps)
     step = TrainStep(model, optimizer, scheduler, layout, cfg.model.vocab_size)

@@ -82,11 +82,9 @@ def init_weights(model: torch.nn.Module, m: ModelConfig, seed: int) -> None:
     fill_weights(model, random_tensor)
 
 
-def load_hf_weights(model: torch.nn.Module, m: ModelConfig, directory: str,
-                    padded_vocab: int) -> None:
-    reader = HFReader(directory)
-    by_key = {rule.engine_key: rule for rule in rules(m)}
-    expected = {name for rule in by_key.values()
+def check_hf_names(reader: HFReader, m: ModelConfig, directory: str) -> None:
+    """HF tensors that the family's map does not use are an error (nothing is skipped)."""
+    expected = {name for rule in rules(m)
                 for layer in (range(m.num_layers) if rule.per_layer else [None])
                 for name in hf_names(rule, layer)}
     unexpected = sorted(n for n in reader.names() - expected
@@ -97,6 +95,13 @@ def load_hf_weights(model: torch.nn.Module, m: ModelConfig, directory: str,
         raise ConfigError(f"{directory}: tensors the {m.arch} map does not use: "
                           f"{', '.join(unexpected[:10])}"
                           + (f" (+{len(unexpected) - 10} more)" if len(unexpected) > 10 else ""))
+
+
+def load_hf_weights(model: torch.nn.Module, m: ModelConfig, directory: str,
+                    padded_vocab: int) -> None:
+    reader = HFReader(directory)
+    check_hf_names(reader, m, directory)
+    by_key = {rule.engine_key: rule for rule in rules(m)}
 
     def hf_tensor(key: str, layer: int | None, shape: tuple) -> torch.Tensor:
         rule = by_key.get(key)
@@ -109,10 +114,24 @@ def load_hf_weights(model: torch.nn.Module, m: ModelConfig, directory: str,
 
 
 def load_checkpoint_weights(model: torch.nn.Module, checkpoint_dir) -> None:
-    """The model weights of an engine checkpoint saved at any layout (no optimizer state)."""
+    """The model weights of an engine checkpoint (training or weights-only) saved at any layout.
+
+    The padded vocabulary rows are zeros, so a checkpoint padded to another multiple loads by
+    padding or trimming those rows."""
     from pathlib import Path
 
     from engine.checkpoint import CheckpointTensors
 
     stored = CheckpointTensors(Path(checkpoint_dir))
-    fill_weights(model, lambda key, layer, shape: stored.read(key, layer).float())
+
+    def read(key: str, layer, shape: tuple) -> torch.Tensor:
+        tensor = stored.read(key, layer).float()
+        if key in ("embedding.word_embeddings.weight", "output_layer.weight") and \
+                tensor.shape[0] != shape[0]:
+            resized = tensor.new_zeros(shape)
+            rows = min(shape[0], tensor.shape[0])
+            resized[:rows] = tensor[:rows]
+            tensor = resized
+        return tensor
+
+    fill_weights(model, read)
