@@ -1,5 +1,6 @@
 # Set-up and the two everyday commands. Everything installs into .venv from nothing:
-#   make demo   # create the environment, fine-tune the tiny chat recipe on the CPU (~2 min)
+#   make demo   # create the environment, fine-tune the tiny chat recipe on the CPU (~2 min),
+#               # export it to Hugging Face format and let transformers answer with it
 #   make test   # create the environment, run the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -19,7 +20,11 @@ $(STAMP): setup.py
 	touch $(STAMP)
 
 demo: $(STAMP)
+	rm -rf runs/tiny-sft
 	$(BIN)/python -m engine.train recipes/tiny/sft.yaml output_dir=runs/tiny-sft
+	$(BIN)/python tools/convert_checkpoint.py engine-to-hf --ckpt runs/tiny-sft --out runs/tiny-sft/hf
+	$(BIN)/python tools/generate_hf.py --hf runs/tiny-sft/hf "What is the capital of Peru?" \
+	    "Say moon 3 times." "Count from 41 to 45." "What is 12 + 30?"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -169,6 +169,14 @@ class CheckpointTensors:
     def dtype(self, key: str) -> torch.dtype:
         return self.tensors[key].properties.dtype
 
+    def meta_tensor(self, key: str, layer: int | None = None) -> torch.Tensor:
+        """A shape-and-dtype-only stand-in for `read(key, layer)`."""
+        if key not in self.tensors:
+            raise ConfigError(f"{self.path}: checkpoint has no tensor {key}")
+        size = list(self.tensors[key].size)
+        return torch.empty(size[1:] if layer is not None else size, dtype=self.dtype(key),
+                           device="meta")
+
     def read(self, key: str, layer: int | None = None) -> torch.Tensor:
         if key not in self.tensors:
             raise ConfigError(f"{self.path}: checkpoint has no tensor {key}")

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from megatron.core import dist_checkpointing
 
-from engine.checkpoint import CheckpointTensors
+from engine.checkpoint import CheckpointTensors, latest
 from engine.config import ConfigError, model_config_from_dict
 from engine.convert import hf_config_from_model, hf_names, rules
 from engine.hf_checkpoint import HFWriter
@@ -29,21 +29,33 @@ DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}
 
 def export_hf(ckpt: str | Path, out: str | Path, tokenizer: str | Path | None = None,
               dtype: str | None = None, progress=None) -> dict:
-    """Write the HF model of checkpoint `ckpt` into `out`; returns what was written."""
+    """Write the HF model of checkpoint `ckpt` (or of a run dir's newest checkpoint) into
+    `out`; returns what was written."""
     ckpt, out = Path(ckpt), Path(out)
+    if (ckpt / "checkpoints").is_dir():
+        found = latest(ckpt / "checkpoints")
+        if found is None:
+            raise ConfigError(f"{ckpt}/checkpoints holds no complete checkpoint")
+        ckpt = found[1]
     if not (ckpt / "metadata.json").is_file():
         raise ConfigError(f"{ckpt}: not a complete engine checkpoint (no metadata.json)")
     common = dist_checkpointing.load_common_state_dict(str(ckpt))
     m = model_config_from_dict(common["meta"]["model"])
     stored = CheckpointTensors(ckpt)
     target = DTYPES[dtype] if dtype else None
-    writer = HFWriter(out)
-    for layer in [None, *range(m.num_layers)]:
-        for rule in (r for r in rules(m) if r.per_layer == (layer is not None)):
-            tensors = rule.to_hf(m, stored.read(rule.engine_key, layer))
-            for name, tensor in zip(hf_names(rule, layer), tensors):
-                writer.add(name, tensor.to(target or tensor.dtype))
-        if progress is not None:
+    order = [(layer, rule) for layer in [None, *range(m.num_layers)]
+             for rule in rules(m) if rule.per_layer == (layer is not None)]
+    plan = []  # names, dtypes and shapes, from meta tensors: the writer streams against it
+    for layer, rule in order:
+        meta = stored.meta_tensor(rule.engine_key, layer)
+        plan += [(name, target or t.dtype, tuple(t.shape))
+                 for name, t in zip(hf_names(rule, layer), rule.to_hf(m, meta))]
+    writer = HFWriter(out, plan)
+    for i, (layer, rule) in enumerate(order):
+        tensors = rule.to_hf(m, stored.read(rule.engine_key, layer))
+        for name, tensor in zip(hf_names(rule, layer), tensors):
+            writer.add(name, tensor.to(target or tensor.dtype))
+        if progress is not None and (i + 1 == len(order) or order[i + 1][0] != layer):
             progress(layer)
     writer.close()
     written_dtype = str(target or stored.dtype("embedding.word_embeddings.weight"))

@@ -3,18 +3,19 @@
 `HFReader` indexes a model directory (`model.safetensors.index.json` or one
 `model.safetensors`), opens shards lazily, and reads a tensor only when asked, so peak memory
 stays at the tensors in use, not the model. Missing shards and tensors are errors that name
-them. `HFWriter` appends tensors to shards of at most `max_shard_bytes`, then writes
+them. `HFWriter` streams tensors into shards of at most `max_shard_bytes` and writes
 `model.safetensors.index.json`, as `transformers` and vLLM expect.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import struct
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from engine.config import ConfigError
 
@@ -37,53 +38,76 @@ class HFReader:
         if missing:
             raise ConfigError(f"{self.dir}: missing shard(s) {', '.join(missing)} listed in "
                               f"model.safetensors.index.json")
-        self._open: dict[Path, object] = {}
-
     def names(self) -> set[str]:
         return set(self.files)
 
     def get(self, name: str) -> torch.Tensor:
+        """A copy of one tensor; its shard is mapped only while reading it, so the pages of
+        tensors already read do not stay resident."""
         if name not in self.files:
             raise ConfigError(f"{self.dir}: tensor {name} is missing")
-        path = self.files[name]
-        if path not in self._open:
-            self._open[path] = safe_open(path, framework="pt")
-        return self._open[path].get_tensor(name)
+        with safe_open(self.files[name], framework="pt") as f:
+            return f.get_tensor(name).clone()
+
+
+SAFETENSORS_DTYPES = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16"}
 
 
 class HFWriter:
-    def __init__(self, directory: str | Path, max_shard_bytes: int = 5 * 2**30):
+    """Streams tensors into safetensors shards. The plan (name, dtype, shape, in writing order)
+    is known up front, so each shard's header is written first and every tensor's bytes go
+    straight to disk as it arrives: memory holds one tensor, not a shard."""
+
+    def __init__(self, directory: str | Path, plan: list[tuple[str, torch.dtype, tuple]],
+                 max_shard_bytes: int = 5 * 2**30):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.max_shard_bytes = max_shard_bytes
-        self.pending: dict[str, torch.Tensor] = {}
-        self.pending_bytes = 0
-        self.shards: list[list[str]] = []
-        self.total_bytes = 0
+        self.shards: list[list[tuple[str, torch.dtype, tuple, int]]] = [[]]
+        size = 0
+        for name, dtype, shape in plan:
+            nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+            if self.shards[-1] and size + nbytes > max_shard_bytes:
+                self.shards.append([])
+                size = 0
+            self.shards[-1].append((name, dtype, tuple(shape), nbytes))
+            size += nbytes
+        self.total_bytes = sum(n for shard in self.shards for *_, n in shard)
+        self.order = [(i, entry) for i, shard in enumerate(self.shards) for entry in shard]
+        self.position = 0
+        self.file = None
+
+    def _shard_name(self, index: int) -> str:
+        return f"model-{index + 1:05d}-of-{len(self.shards):05d}.safetensors"
+
+    def _open(self, index: int) -> None:
+        header, offset = {"__metadata__": {"format": "pt"}}, 0
+        for name, dtype, shape, nbytes in self.shards[index]:
+            header[name] = {"dtype": SAFETENSORS_DTYPES[dtype], "shape": list(shape),
+                            "data_offsets": [offset, offset + nbytes]}
+            offset += nbytes
+        raw = json.dumps(header, separators=(",", ":")).encode()
+        raw += b" " * (-len(raw) % 8)
+        self.file = (self.dir / self._shard_name(index)).open("wb")
+        self.file.write(struct.pack("<Q", len(raw)) + raw)
 
     def add(self, name: str, tensor: torch.Tensor) -> None:
-        size = tensor.numel() * tensor.element_size()
-        if self.pending and self.pending_bytes + size > self.max_shard_bytes:
-            self._flush()
-        self.pending[name] = tensor.contiguous()
-        self.pending_bytes += size
-        self.total_bytes += size
-
-    def _flush(self) -> None:
-        index = len(self.shards) + 1
-        save_file(self.pending, self.dir / f"part-{index:05d}.safetensors",
-                  metadata={"format": "pt"})
-        self.shards.append(list(self.pending))
-        self.pending, self.pending_bytes = {}, 0
+        index, (expected, dtype, shape, _) = self.order[self.position]
+        if name != expected or tensor.dtype != dtype or tuple(tensor.shape) != shape:
+            raise ValueError(f"writing {name} {tensor.dtype} {tuple(tensor.shape)}, the plan "
+                             f"expects {expected} {dtype} {shape}")
+        if self.position == 0 or self.order[self.position - 1][0] != index:
+            if self.file is not None:
+                self.file.close()
+            self._open(index)
+        flat = tensor.detach().contiguous().reshape(-1)
+        self.file.write(flat.view(torch.uint8).numpy().tobytes())
+        self.position += 1
 
     def close(self) -> None:
-        if self.pending:
-            self._flush()
-        n = len(self.shards)
-        weight_map = {}
-        for i, names in enumerate(self.shards, start=1):
-            final = f"model-{i:05d}-of-{n:05d}.safetensors"
-            (self.dir / f"part-{i:05d}.safetensors").rename(self.dir / final)
-            weight_map.update({name: final for name in names})
+        if self.position != len(self.order):
+            raise ValueError(f"{len(self.order) - self.position} planned tensors not written")
+        self.file.close()
+        weight_map = {name: self._shard_name(i) for i, shard in enumerate(self.shards)
+                      for name, *_ in shard}
         (self.dir / "model.safetensors.index.json").write_text(json.dumps(
             {"metadata": {"total_size": self.total_bytes}, "weight_map": weight_map}, indent=2))

@@ -2,7 +2,7 @@
 
     python tools/convert_checkpoint.py hf-to-engine --hf DIR --out DIR
     python tools/convert_checkpoint.py engine-to-hf --ckpt RUN/checkpoints/step_N --out DIR
-        [--tokenizer DIR] [--dtype bf16|fp32|fp16]
+        [--tokenizer DIR] [--dtype bf16|fp32|fp16]     (--ckpt RUN: its newest checkpoint)
 
 hf-to-engine writes a weights-only engine checkpoint (start a run from it with
 `model.init_from_checkpoint: DIR`; it loads at any TP/PP layout). engine-to-hf reads a checkpoint

@@ -1,0 +1,51 @@
+"""Answer chat prompts with a Hugging Face model directory through `transformers`: a check that
+an exported model works outside the engine.
+
+    python tools/generate_hf.py --hf DIR [--tokenizer byte|DIR] [--template tulu|llama3|tokenizer]
+        [--max-new-tokens 48] "What is the capital of Peru?" ...
+
+Prompts are rendered with the engine's chat template and tokenizer (the tiny recipes' byte
+tokenizer has no Hugging Face form), decoded greedily by `transformers`' `generate`, and printed
+one answer per line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+# The repository root replaces this script's folder on the path: tools/profile.py must not
+# shadow the standard library's `profile` module.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import torch  # noqa: E402
+
+from engine.data.chat import ChatFormat  # noqa: E402
+from engine.data.tokenizer import load_tokenizer  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hf", required=True)
+    parser.add_argument("--tokenizer", default="byte")
+    parser.add_argument("--template", default="tulu")
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("prompts", nargs="+")
+    args = parser.parse_args()
+    from transformers import AutoModelForCausalLM
+
+    chat = ChatFormat(args.template, load_tokenizer(args.tokenizer))
+    model = AutoModelForCausalLM.from_pretrained(args.hf, dtype=torch.float32).eval()
+    for prompt in args.prompts:
+        ids = chat.prompt_ids([{"role": "user", "content": prompt}])
+        with torch.no_grad():
+            out = model.generate(torch.tensor([ids]), max_new_tokens=args.max_new_tokens,
+                                 do_sample=False, eos_token_id=sorted(chat.stop_ids),
+                                 pad_token_id=chat.tok.pad_id)
+        answer = [t for t in out[0, len(ids):].tolist() if t not in chat.stop_ids]
+        print(f"{prompt} -> {chat.tok.decode(answer).strip()}")
+
+
+if __name__ == "__main__":
+    main()
