@@ -4,7 +4,6 @@ an error naming file + line/record + reason, or a counted skip."""
 import json
 from collections import Counter
 
-import numpy as np
 import pytest
 
 from engine.config import DataConfig, SourceConfig
