@@ -29,6 +29,23 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 from engine.config import ConfigError  # noqa: E402
 
 
+def _num_layers(args) -> int:
+    from engine.checkpoint import latest
+    from engine.convert import read_hf_config
+
+    if args.command == "hf-to-engine":
+        return int(read_hf_config(args.hf).get("num_hidden_layers", 0))
+    ckpt = Path(args.ckpt)
+    if (ckpt / "checkpoints").is_dir() and latest(ckpt / "checkpoints"):
+        ckpt = latest(ckpt / "checkpoints")[1]
+    from megatron.core import dist_checkpointing
+
+    try:
+        return dist_checkpointing.load_common_state_dict(str(ckpt))["meta"]["model"]["num_layers"]
+    except (FileNotFoundError, KeyError):
+        return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -48,8 +65,12 @@ def main() -> int:
     start = time.perf_counter()
     try:
         def progress(layer):
-            print(f"\r{'embedding' if layer is None else f'layer {layer}'} done", end="",
-                  file=sys.stderr, flush=True)
+            """A progress bar on stderr: embedding and final norm first, then each layer."""
+            done, total = (0 if layer is None else layer + 1), progress.layers
+            bar = "#" * (30 * done // max(total, 1))
+            print(f"\r[{bar:<30}] {done}/{total} layers", end="", file=sys.stderr, flush=True)
+
+        progress.layers = _num_layers(args)
 
         if args.command == "hf-to-engine":
             result = import_hf(args.hf, args.out, progress)
