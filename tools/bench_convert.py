@@ -22,6 +22,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[0] = str(ROOT)
 
 
+def make_model(args, hf: Path) -> None:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(hidden_size=args.hidden, intermediate_size=args.ffn,
+                         num_hidden_layers=args.layers, num_attention_heads=args.heads,
+                         num_key_value_heads=args.kv_heads, vocab_size=args.vocab,
+                         tie_word_embeddings=False)
+    with torch.device("cpu"):
+        model = LlamaForCausalLM(config)
+    model.save_pretrained(hf, max_shard_size="500MB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hidden", type=int, default=1024)
@@ -31,21 +44,18 @@ def main() -> None:
     parser.add_argument("--kv-heads", type=int, default=4)
     parser.add_argument("--vocab", type=int, default=32000)
     parser.add_argument("--dir", help="work directory (default: a temporary one)")
+    parser.add_argument("--make-model-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     work = Path(args.dir or tempfile.mkdtemp(prefix="bench_convert_"))
     hf = work / "hf"
+    if args.make_model_only:
+        make_model(args, hf)
+        return
     if not (hf / "config.json").exists():
-        import torch
-        from transformers import LlamaConfig, LlamaForCausalLM
-
-        config = LlamaConfig(hidden_size=args.hidden, intermediate_size=args.ffn,
-                             num_hidden_layers=args.layers, num_attention_heads=args.heads,
-                             num_key_value_heads=args.kv_heads, vocab_size=args.vocab,
-                             tie_word_embeddings=False)
-        with torch.device("cpu"):
-            model = LlamaForCausalLM(config)
-        model.save_pretrained(hf, max_shard_size="500MB")
-        del model
+        # In a child process: a converter started from a parent that once held the model would
+        # inherit its peak resident memory (ru_maxrss survives fork and exec).
+        subprocess.run([sys.executable, __file__, *sys.argv[1:], "--dir", str(work),
+                        "--make-model-only"], check=True)
     size = sum(p.stat().st_size for p in hf.glob("*.safetensors"))
     results = {"model_bytes": size, "model_gb": size / 1e9}
     for name, cmd in (
