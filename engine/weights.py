@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import math
 import zlib
+from pathlib import Path
 from typing import Callable
 
 import torch
 from megatron.core.dist_checkpointing.mapping import ShardedTensor, ShardedTensorFactory
 
+from engine.checkpoint import CheckpointTensors
 from engine.config import ConfigError, ModelConfig
 from engine.convert import hf_names, rules
 from engine.hf_checkpoint import HFReader
@@ -118,10 +120,6 @@ def load_checkpoint_weights(model: torch.nn.Module, checkpoint_dir) -> None:
 
     The padded vocabulary rows are zeros, so a checkpoint padded to another multiple loads by
     padding or trimming those rows."""
-    from pathlib import Path
-
-    from engine.checkpoint import CheckpointTensors
-
     stored = CheckpointTensors(Path(checkpoint_dir))
 
     def read(key: str, layer, shape: tuple) -> torch.Tensor:

@@ -163,9 +163,8 @@ def test_weight_mismatches_are_named(hf_models, tmp_path, single_process):
     layout = Layout(rank=0, world_size=1, tp=1, pp=1, dp=1, tp_rank=0, pp_rank=0, dp_rank=0,
                     device=torch.device("cpu"))
     model = build_model(cfg, layout)
-    tensors = {}
-    for name in HFReader(src).names():
-        tensors[name] = HFReader(src).get(name)
+    reader = HFReader(src)
+    tensors = {name: reader.get(name) for name in reader.names()}
 
     def attempt(changed):
         directory = tmp_path / f"case{len(list(tmp_path.iterdir()))}"

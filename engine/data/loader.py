@@ -25,9 +25,13 @@ class GlobalBatch:
 
     micro_batches: list[MicroBatch]
     lengths: list[int]  # of every sequence in the global batch
-    tokens: int  # real tokens in the global batch
     target_tokens: int  # tokens with a loss weight > 0, global
     token_budget: int  # micro-batches × capacity, global (for packing efficiency)
+
+    @property
+    def tokens(self) -> int:
+        """Real tokens in the global batch."""
+        return sum(self.lengths)
 
 
 class PackedLoader:
@@ -77,7 +81,6 @@ class PackedLoader:
         return GlobalBatch(
             micro_batches=micro_batches,
             lengths=[len(self.sequences[i]) for i in ids],
-            tokens=sum(len(self.sequences[i]) for i in ids),
             target_tokens=int(sum(m.sum() for m in masks)),
             token_budget=sum(len(bins) for bins in per_rank) * self.capacity,
         )
