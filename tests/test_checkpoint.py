@@ -2,6 +2,7 @@
 another layout: within fp32 reduction noise), SIGTERM/SIGUSR1 preemption."""
 
 import json
+import os
 import random
 import shutil
 import signal
@@ -109,14 +110,16 @@ def test_signal_saves_and_exits_for_requeue(straight, tmp_path, sig):
 def test_kill_9_at_any_moment_then_resume(straight, tmp_path):
     """SIGKILL (no chance to clean up) at random moments of a run that saves every step — most
     land inside a save, which takes longer than a tiny step. Whatever is left, the next start
-    resumes from the newest complete checkpoint and the run ends with the straight run's losses."""
+    resumes from the newest complete checkpoint and the run ends with the straight run's losses.
+    The whole process group is killed, as Slurm kills a job: megatron's checkpoint writer may
+    run in a forked child that would otherwise outlive its parent."""
     out = tmp_path / "run"
     args = ["-m", "engine.train", str(TINY), f"output_dir={out}", *STEPS,
             "checkpoint.every_steps=1"]
     rng = random.Random(0)
     for attempt in range(2):
         proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+                                stderr=subprocess.DEVNULL, start_new_session=True)
         metrics = out / "metrics.jsonl"
         deadline = time.time() + 240
         while time.time() < deadline and proc.poll() is None:
@@ -124,7 +127,7 @@ def test_kill_9_at_any_moment_then_resume(straight, tmp_path):
                 break
             time.sleep(0.05)
         time.sleep(rng.uniform(0.05, 0.5))
-        proc.send_signal(signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
         found = latest(out / "checkpoints")
         assert found is not None and (found[1] / "metadata.json").is_file()
