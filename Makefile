@@ -1,13 +1,14 @@
 # Set-up and the two everyday commands. Everything installs into .venv from nothing:
-#   make demo   # create the environment, fine-tune the tiny chat recipe on the CPU (~2 min),
-#               # export it to Hugging Face format and let transformers answer with it
-#   make test   # create the environment, run the test suite
+#   make demo       # create the environment, fine-tune the tiny chat recipe on the CPU (~2 min),
+#                   # export it to Hugging Face format and let transformers answer with it
+#   make test       # create the environment, run the whole test suite (CI runs this)
+#   make test-unit  # the unit tests only (tests/unit, under a minute)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test clean
+.PHONY: install demo test test-unit clean
 
 install: $(STAMP)
 
@@ -22,12 +23,15 @@ $(STAMP): setup.py
 demo: $(STAMP)
 	rm -rf runs/tiny-sft
 	$(BIN)/python -m engine.train recipes/tiny/sft.yaml output_dir=runs/tiny-sft
-	$(BIN)/python tools/convert_checkpoint.py engine-to-hf --ckpt runs/tiny-sft --out runs/tiny-sft/hf
-	$(BIN)/python tools/generate_hf.py --hf runs/tiny-sft/hf "What is the capital of Peru?" \
+	$(BIN)/python -m tools.convert_checkpoint engine-to-hf --ckpt runs/tiny-sft --out runs/tiny-sft/hf
+	$(BIN)/python -m tools.generate_hf --hf runs/tiny-sft/hf "What is the capital of Peru?" \
 	    "Say moon 3 times." "Count from 41 to 45." "What is 12 + 30?"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -m unit
 
 clean:
 	rm -rf $(VENV) runs

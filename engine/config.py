@@ -1,10 +1,13 @@
-"""Typed run configuration: dataclasses per section, YAML recipes, `key=value` overrides.
+"""Typed run configuration: dataclasses per section, read from YAML recipes with `key=value`
+overrides, validated before any process group exists.
 
-    cfg = load_config("recipes/tiny/pretrain.yaml", ["train.max_steps=10", "parallel.tp=2"])
-    cfg.validate(world_size=4)      # before any process group exists
+    cfg = load_recipe("recipes/tiny/pretrain.yaml", ["train.max_steps=10", "parallel.tp=2"])
+    cfg.validate(world_size=4)
 
-Every error names the offending key (`parallel.tp`, `model.num_query_groups`, ...). Unknown keys
-and values of the wrong type are rejected, never ignored.
+(`engine.recipe.load_recipe` builds a Config from `read_recipe` + `build_config` and takes the
+architecture of the model a run starts from.) Every error names the offending key
+(`parallel.tp`, `model.num_query_groups`, ...). Unknown keys and values of the wrong type are
+rejected, never ignored. This module knows no file format but YAML.
 """
 
 from __future__ import annotations
@@ -21,8 +24,13 @@ from typing import Any, Optional
 import yaml
 
 
-class ConfigError(ValueError):
-    """A recipe or override that cannot run; the message names the key."""
+from engine.errors import ConfigError
+
+# The one list of each choice; the modules that implement them import these.
+PRECISIONS = ("fp32", "bf16")
+REDUCTIONS = ("sum", "token_mean", "sequence_mean")
+CHAT_TEMPLATES = ("tulu", "llama3", "tokenizer")
+ARCHS = ("llama", "qwen2")
 
 
 @dataclass
@@ -63,6 +71,12 @@ class ModelConfig:
     def kv_channels(self) -> int:
         return self.head_dim or self.hidden_size // self.num_attention_heads
 
+    def padded_vocab_size(self, tp: int = 1) -> int:
+        """Vocabulary rounded up so that every TP rank holds an equal slice; the padded rows
+        are zeros and never show in logits or losses."""
+        multiple = math.lcm(self.make_vocab_size_divisible_by, tp)
+        return -(-self.vocab_size // multiple) * multiple
+
 
 @dataclass
 class ParallelConfig:
@@ -101,7 +115,7 @@ class DataConfig:
     overflow: str = "truncate"  # truncate | drop: chat examples longer than max_seq_len
     on_bad_record: str = "error"  # error | skip (counted and reported)
     max_tokens_per_micro_batch: int = 512
-    global_batch_size: int = 8  # sequences per optimizer step, over all data-parallel ranks
+    global_batch_size: int = 8  # items (sequences; pairs) per optimizer step, over all DP ranks
     shuffle: bool = True
 
 
@@ -160,7 +174,7 @@ class Config:
     output_dir: str = "runs/default"
     seed: int = 1234
     precision: str = "fp32"  # fp32 | bf16
-    stage: str = "pretrain"
+    stage: str = "pretrain"  # a module of engine/stages (checked by engine.recipe)
     model: ModelConfig = field(default_factory=ModelConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -176,13 +190,11 @@ class Config:
     def validate(self, world_size: int) -> None:
         """Reject layouts and values that cannot run, naming the key. Needs no process group."""
         m, p, d = self.model, self.parallel, self.data
-        _choice("precision", self.precision, ("fp32", "bf16"))
-        _choice("stage", self.stage, ("pretrain", "sft"))
+        _choice("precision", self.precision, PRECISIONS)
         _choice("data.overflow", d.overflow, ("truncate", "drop"))
         _choice("data.on_bad_record", d.on_bad_record, ("error", "skip"))
-        _choice("data.chat_template", d.chat_template, ("tulu", "llama3", "tokenizer"))
-        _choice("train.loss_reduction", self.train.loss_reduction,
-                ("sum", "token_mean", "sequence_mean"))
+        _choice("data.chat_template", d.chat_template, CHAT_TEMPLATES)
+        _choice("train.loss_reduction", self.train.loss_reduction, REDUCTIONS)
         if (self.train.max_steps is None) == (self.train.epochs is None):
             raise ConfigError("set exactly one of train.max_steps and train.epochs")
         if self.train.epochs is not None and self.train.epochs <= 0:
@@ -190,7 +202,7 @@ class Config:
         if self.optim.warmup_ratio is not None and not 0 <= self.optim.warmup_ratio < 1:
             raise ConfigError(f"optim.warmup_ratio must be in [0, 1), got "
                               f"{self.optim.warmup_ratio}")
-        _choice("model.arch", m.arch, ("llama", "qwen2"))
+        _choice("model.arch", m.arch, ARCHS)
         _choice("optim.decay", self.optim.decay, ("cosine", "linear", "constant"))
         for key, value in (("parallel.tp", p.tp), ("parallel.pp", p.pp),
                            ("model.num_layers", m.num_layers), ("model.hidden_size", m.hidden_size),
@@ -208,8 +220,6 @@ class Config:
                 raise ConfigError(f"{key} must be >= 1, got {value}")
         if self.train.max_steps is not None and self.train.max_steps < 1:
             raise ConfigError(f"train.max_steps must be >= 1, got {self.train.max_steps}")
-        if self.eval.sources and self.stage != "sft":
-            raise ConfigError("eval.sources holds chat data, which needs stage: sft")
         if world_size % (p.tp * p.pp):
             raise ConfigError(f"world size {world_size} is not divisible by parallel.tp × "
                               f"parallel.pp = {p.tp} × {p.pp}")
@@ -254,10 +264,11 @@ class Config:
             raise ConfigError(f"optim.warmup_steps={self.optim.warmup_steps} exceeds "
                               f"train.max_steps={max_steps}")
 
-    def resolve_schedule(self, num_sequences: int) -> tuple[int, int]:
-        """(train steps, warmup steps) once the number of training sequences is known."""
+    def resolve_schedule(self, num_items: int) -> tuple[int, int]:
+        """(train steps, warmup steps) once the number of training items (sequences; pairs
+        for preference data) is known."""
         t, o = self.train, self.optim
-        steps = t.max_steps or max(1, math.ceil(t.epochs * num_sequences
+        steps = t.max_steps or max(1, math.ceil(t.epochs * num_items
                                                 / self.data.global_batch_size))
         self.check_warmup(steps)
         warmup = o.warmup_steps if o.warmup_ratio is None else round(o.warmup_ratio * steps)
@@ -277,10 +288,14 @@ def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}")
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
-    """Read a YAML recipe, apply `key=value` overrides (values parsed as YAML), build a Config.
+def read_recipe(path: str | Path | None, overrides: list[str] = ()) -> tuple[dict, Path]:
+    """The raw recipe mapping with `key=value` overrides applied (values parsed as YAML), and
+    the folder relative paths are resolved against. `engine.recipe.load_recipe` builds the
+    Config from it.
 
-    Relative data paths in a recipe are resolved against the recipe's folder.
+    The command line wins over the recipe: `train.max_steps=N` replaces a recipe's
+    `train.epochs` and `train.epochs=X` its `train.max_steps`, as Hugging Face's Trainer lets
+    `max_steps` override epochs.
     """
     raw: dict = {}
     base = Path.cwd()
@@ -293,23 +308,31 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: a recipe must be a mapping of sections")
         base = path.resolve().parent
+    overridden = set()
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not of the form key=value")
         _set_dotted(raw, key.strip(), yaml.safe_load(value))
+        overridden.add(key.strip())
+    train = raw.get("train")
+    for given, replaced in (("train.max_steps", "epochs"), ("train.epochs", "max_steps")):
+        if given in overridden and f"train.{replaced}" not in overridden and \
+                isinstance(train, dict) and train.get(given.split(".")[1]) is not None:
+            train.pop(replaced, None)
+    return raw, base
+
+
+def build_config(raw: dict, base: Path) -> Config:
+    """A Config from a raw recipe; relative paths resolved beside the recipe (`base`)."""
     cfg = _build(Config, raw, "")
     for source in cfg.data.sources + cfg.eval.sources:
         source.path = _resolve(base, source.path)
     if cfg.model.init_from_hf and cfg.model.init_from_checkpoint:
         raise ConfigError("set model.init_from_hf or model.init_from_checkpoint, not both")
-    if cfg.model.init_from_hf:
-        cfg.model.init_from_hf = _resolve(base, cfg.model.init_from_hf)
-        _take_architecture(cfg, raw.get("model", {}), *_hf_architecture(cfg.model.init_from_hf))
-    if cfg.model.init_from_checkpoint:
-        cfg.model.init_from_checkpoint = _resolve(base, cfg.model.init_from_checkpoint)
-        _take_architecture(cfg, raw.get("model", {}),
-                           *_checkpoint_architecture(cfg.model.init_from_checkpoint))
+    for key in ("init_from_hf", "init_from_checkpoint"):
+        if getattr(cfg.model, key):
+            setattr(cfg.model, key, _resolve(base, getattr(cfg.model, key)))
     return cfg
 
 
@@ -319,40 +342,6 @@ def _resolve(base: Path, path: str) -> str:
         return path
     candidate = base / path
     return str(candidate if candidate.exists() else Path(path).resolve())
-
-
-def _hf_architecture(directory: str) -> tuple[ModelConfig, str]:
-    from engine.convert import model_config_from_hf, read_hf_config
-
-    where = f"{directory}/config.json"
-    return model_config_from_hf(read_hf_config(directory), where), where
-
-
-def _checkpoint_architecture(directory: str) -> tuple[ModelConfig, str]:
-    import torch
-
-    common = Path(directory) / "common.pt"
-    if not common.is_file():
-        raise ConfigError(f"model.init_from_checkpoint={directory}: not an engine checkpoint "
-                          f"(no common.pt)")
-    meta = torch.load(common, map_location="cpu", weights_only=False).get("meta", {})
-    if "model" not in meta:
-        raise ConfigError(f"{common}: the checkpoint does not record its model config")
-    return model_config_from_dict(meta["model"]), str(common)
-
-
-def _take_architecture(cfg: Config, recipe_model: dict, source: ModelConfig, where: str) -> None:
-    """The architecture comes from the source model; keys the recipe sets must agree."""
-    engine_only = ("init_from_hf", "init_from_checkpoint", "init_std",
-                   "make_vocab_size_divisible_by")
-    for f in dataclasses.fields(ModelConfig):
-        if f.name in engine_only:
-            continue
-        ours, theirs = recipe_model.get(f.name), getattr(source, f.name)
-        if f.name in recipe_model and getattr(cfg.model, f.name) != theirs:
-            raise ConfigError(f"model.{f.name}={ours!r} in the recipe disagrees with "
-                              f"{where} ({theirs!r})")
-        setattr(cfg.model, f.name, theirs)
 
 
 def _set_dotted(raw: dict, key: str, value: Any) -> None:

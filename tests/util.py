@@ -19,10 +19,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(args: list[str], nproc: int = 1, env: dict | None = None, timeout: int = 600,
-           module: bool = True) -> subprocess.CompletedProcess:
-    """Run `python -m engine.train ARGS` (nproc 1) or the same under torchrun."""
-    target = ["-m", *args] if module else args
+def launch(args: list[str], nproc: int = 1, env: dict | None = None,
+           timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `python -m MODULE ARGS` (`args` = [MODULE, ...]), or the same under torchrun."""
+    target = ["-m", *args]
     if nproc == 1:
         cmd = [sys.executable, *target]
     else:

@@ -1,10 +1,11 @@
 """Measure conversion memory and speed on a random Llama-shaped HF model of a chosen size.
 
-    python tools/bench_convert.py [--hidden 1024 --layers 24 --ffn 2816 --vocab 32000] [--dir D]
+    python -m tools.bench_convert [--hidden 1024 --layers 24 --ffn 2816 --vocab 32000] [--dir D]
 
 Builds the model with `transformers` (fp32, random), saves it as sharded safetensors, then runs
-`tools/convert_checkpoint.py hf-to-engine` and `engine-to-hf` in fresh processes and prints, for
-each, the model size, seconds, GB/s and peak resident memory (and its ratio to the model size).
+`python -m tools.convert_checkpoint hf-to-engine` and `engine-to-hf` in fresh processes and
+prints, for each, the model size, seconds, GB/s and peak resident memory (and its ratio to the
+model size).
 """
 
 from __future__ import annotations
@@ -17,9 +18,6 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# The repository root replaces this script's folder on the path: tools/profile.py must not
-# shadow the standard library's `profile` module.
-sys.path[0] = str(ROOT)
 
 
 def make_model(args, hf: Path) -> None:
@@ -54,16 +52,16 @@ def main() -> None:
     if not (hf / "config.json").exists():
         # In a child process: a converter started from a parent that once held the model would
         # inherit its peak resident memory (ru_maxrss survives fork and exec).
-        subprocess.run([sys.executable, __file__, *sys.argv[1:], "--dir", str(work),
-                        "--make-model-only"], check=True)
+        subprocess.run([sys.executable, "-m", "tools.bench_convert", *sys.argv[1:], "--dir",
+                        str(work), "--make-model-only"], check=True, cwd=ROOT)
     size = sum(p.stat().st_size for p in hf.glob("*.safetensors"))
     results = {"model_bytes": size, "model_gb": size / 1e9}
     for name, cmd in (
             ("hf_to_engine", ["hf-to-engine", "--hf", str(hf), "--out", str(work / "engine")]),
             ("engine_to_hf", ["engine-to-hf", "--ckpt", str(work / "engine"), "--out",
                               str(work / "hf_back")])):
-        out = subprocess.run([sys.executable, str(ROOT / "tools/convert_checkpoint.py"), *cmd],
-                             check=True, capture_output=True, text=True).stdout
+        out = subprocess.run([sys.executable, "-m", "tools.convert_checkpoint", *cmd],
+                             check=True, capture_output=True, text=True, cwd=ROOT).stdout
         r = json.loads(out[out.index("{"):])
         results[name] = {"seconds": r["seconds"], "gb_per_s": r["gb_per_s"],
                          "peak_rss_gib": r["peak_rss_gib"],

@@ -1,7 +1,7 @@
 """Answer chat prompts with a Hugging Face model directory through `transformers`: a check that
 an exported model works outside the engine.
 
-    python tools/generate_hf.py --hf DIR [--tokenizer byte|DIR] [--template tulu|llama3|tokenizer]
+    python -m tools.generate_hf --hf DIR [--tokenizer byte|DIR] [--template tulu|llama3|tokenizer]
         [--max-new-tokens 48] "What is the capital of Peru?" ...
 
 Prompts are rendered with the engine's chat template and tokenizer (the tiny recipes' byte
@@ -13,20 +13,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-# The repository root replaces this script's folder on the path: tools/profile.py must not
-# shadow the standard library's `profile` module.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
+import torch
 
-import torch  # noqa: E402
-
-from engine.data.chat import ChatFormat  # noqa: E402
-from engine.data.tokenizer import load_tokenizer  # noqa: E402
+from engine.cli import run_main
+from engine.data.chat_template import ChatFormat
+from engine.data.tokenizer import load_tokenizer
+from engine.hf.config import read_hf_config
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.generate_hf",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--hf", required=True)
     parser.add_argument("--tokenizer", default="byte")
     parser.add_argument("--template", default="tulu")
@@ -36,6 +34,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM
 
     chat = ChatFormat(args.template, load_tokenizer(args.tokenizer))
+    read_hf_config(args.hf)  # a clear error for a directory that holds no model
     model = AutoModelForCausalLM.from_pretrained(args.hf, dtype=torch.float32).eval()
     for prompt in args.prompts:
         ids = chat.prompt_ids([{"role": "user", "content": prompt}])
@@ -48,4 +47,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

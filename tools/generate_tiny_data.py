@@ -1,6 +1,6 @@
 """Write the tiny recipes' bundled data (JSONL):
 
-    python tools/generate_tiny_data.py [--out-dir recipes/tiny/data]
+    python -m tools.generate_tiny_data [--out-dir recipes/tiny/data]
 
 corpus.jsonl      4,000 documents {"text": ...} for recipes/tiny/pretrain.yaml
 chat_train.jsonl  4,000 conversations {"messages": [...], "category": ...} for recipes/tiny/sft.yaml
@@ -11,14 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-# The repository root replaces this script's folder on the path: tools/profile.py must not
-# shadow the standard library's `profile` module.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
-
-from engine.data.synthetic import tiny_chat, tiny_corpus  # noqa: E402
+from engine.data.synthetic import tiny_chat, tiny_corpus
 
 
 def _write(path: Path, records: list[dict]) -> None:

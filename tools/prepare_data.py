@@ -1,6 +1,6 @@
 """Tokenize and pack a recipe's data without training; print (and write) what happened.
 
-    python tools/prepare_data.py RECIPE.yaml [key=value ...] [--world-size N] [--out FILE]
+    python -m tools.prepare_data RECIPE.yaml [key=value ...] [--world-size N] [--out FILE]
 
 Counts: examples read, used by the mixture, kept, skipped by reason (with the first location of
 each), truncated, tokens, trainable tokens, and the packing of one epoch for the recipe's
@@ -16,32 +16,25 @@ import math
 import sys
 from pathlib import Path
 
-# The repository root replaces this script's folder on the path: tools/profile.py must not
-# shadow the standard library's `profile` module.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
-
-from engine.config import ConfigError, load_config  # noqa: E402
-from engine.data.prepare import build_loader, prepare  # noqa: E402
-from engine.data.records import DataError  # noqa: E402
+from engine.cli import parse, run_main
+from engine.data.prepare import build_loader
+from engine.recipe import load_recipe
+from engine.stages import get_stage
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.prepare_data",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("recipe")
-    parser.add_argument("overrides", nargs="*", help="key=value")
     parser.add_argument("--world-size", type=int, default=1)
     parser.add_argument("--out", help="JSON file (default: OUTPUT_DIR/data_stats.json)")
-    args = parser.parse_args()
-    try:
-        cfg = load_config(args.recipe, args.overrides)
-        cfg.validate(args.world_size)
-        data = prepare(cfg)
-    except (ConfigError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    args, overrides = parse(parser, argv)
+    cfg = load_recipe(args.recipe, overrides)
+    cfg.validate(args.world_size)
+    data = get_stage(cfg.stage).prepare(cfg)
     dp = cfg.data_parallel_size(args.world_size)
     loader = build_loader(cfg, data, dp, 0)
-    steps_per_epoch = math.ceil(len(data.sequences) / cfg.data.global_batch_size)
+    steps_per_epoch = math.ceil(data.num_items / cfg.data.global_batch_size)
     stats = {**data.stats, "data_parallel_size": dp,
              "packing": loader.packing_stats(steps_per_epoch)}
     out = Path(args.out) if args.out else Path(cfg.output_dir) / "data_stats.json"
@@ -52,4 +45,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

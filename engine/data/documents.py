@@ -1,4 +1,4 @@
-"""Plain-text documents (stage `pretrain`), tokenized into training sequences.
+"""Plain-text documents, tokenized into training sequences.
 
 Each record's `text_field` holds a non-empty string. A document becomes bos + tokens + eos and is
 cut into sequences of at most `max_seq_len` tokens; every token after the first is a target.

@@ -1,18 +1,22 @@
-"""Packing sequences into THD micro-batches.
+"""Packing into THD micro-batches.
 
-A global batch of sequences is packed best-fit-decreasing into micro-batches of at most
-`capacity` tokens, which are dealt to data-parallel ranks by token load (`plan_global_batch`).
-No sequence is ever split. `collate` turns one bin into the packed batch format of ARCHITECTURE §4: tokens
-concatenated, `cu_seqlens`, positions restarting at 0 per sequence, labels shifted inside each
-sequence (-100 at its last token), and a per-token loss weight. A micro-batch is padded to a
+A global batch of *items* — a sequence, or a group of sequences that must share a micro-batch,
+such as a chosen/rejected pair — is packed best-fit-decreasing into micro-batches of at most
+`capacity` tokens, which are dealt to data-parallel ranks by token load (`plan_global_batch`,
+on item lengths). No item and no sequence is ever split. `collate` turns one bin into the packed
+batch format: tokens concatenated, `cu_seqlens`, positions restarting at 0 per sequence, labels
+shifted inside each sequence (-100 at its last token), a per-token loss weight, and the stage's
+own fields: per sequence (`sequence_data`: item ids, rewards, ...) and per target token
+(`token_data`: reference or old log-probs, advantages, ...). A micro-batch is padded to a
 multiple of `pad_multiple` (sequence parallelism splits tokens over TP ranks) with one extra
-padding "sequence" whose weights are zero, so padding never attends to or from real tokens.
+padding "sequence" whose weights and token fields are zero, so padding never attends to or from
+real tokens.
 """
 
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -53,12 +57,12 @@ def _least_loaded_first(sizes: list[int], ranks: int) -> list[list[int]]:
 
 
 def plan_global_batch(lengths: list[int], capacity: int, ranks: int) -> list[list[list[int]]]:
-    """Micro-batches (lists of sequence indices) for each data-parallel rank.
+    """Micro-batches (lists of indices into `lengths`: items) for each data-parallel rank.
 
     The whole batch is packed best-fit-decreasing and the micro-batches are dealt to ranks by
-    token load. When there are fewer micro-batches than ranks (few sequences per rank), the
-    sequences themselves are dealt by token load and each rank packs its own share, so every
-    rank gets work and the loads stay balanced.
+    token load. When there are fewer micro-batches than ranks (few items per rank), the items
+    themselves are dealt by token load and each rank packs its own share, so every rank gets
+    work and the loads stay balanced.
     """
     if len(lengths) < ranks:
         raise ValueError(f"{len(lengths)} sequences cannot feed {ranks} data-parallel ranks")
@@ -84,22 +88,36 @@ class MicroBatch:
     max_seqlen: int
     num_sequences: int  # real sequences
     num_tokens: int  # real tokens
+    sequence_data: dict[str, torch.Tensor] = field(default_factory=dict)  # [num_sequences] each
+    token_data: dict[str, torch.Tensor] = field(default_factory=dict)  # [t] each, per target
 
     def to(self, device) -> "MicroBatch":
-        moved = {k: v.to(device, non_blocking=True) for k, v in vars(self).items()
-                 if isinstance(v, torch.Tensor)}
-        return MicroBatch(**{**vars(self), **moved})
+        def move(v):
+            return v.to(device, non_blocking=True)
+
+        moved = {k: move(v) for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
+        return MicroBatch(**{**vars(self), **moved,
+                             "sequence_data": {k: move(v) for k, v in self.sequence_data.items()},
+                             "token_data": {k: move(v) for k, v in self.token_data.items()}})
+
+
+def _per_target(values: list[np.ndarray], pad: int) -> torch.Tensor:
+    """Per-target arrays (len - 1 per sequence) laid out like the labels: 0 at each sequence's
+    last token and on the padding."""
+    parts = [np.concatenate([v, [0.0]]).astype(np.float32) for v in values]
+    return torch.from_numpy(np.concatenate(parts + [np.zeros(pad, dtype=np.float32)]))
 
 
 def collate(sequences: list[np.ndarray], weights: list[np.ndarray], pad_id: int,
-            pad_multiple: int) -> MicroBatch:
-    """Pack sequences (token ids) and their per-target loss weights (len - 1 each)."""
-    tokens, labels, loss_w, positions, bounds = [], [], [], [], [0]
-    for seq, w in zip(sequences, weights):
+            pad_multiple: int, sequence_data: dict[str, list] | None = None,
+            token_data: dict[str, list[np.ndarray]] | None = None) -> MicroBatch:
+    """Pack sequences (token ids) with their per-target loss weights (len - 1 each), and the
+    stage's fields: one value per sequence, or one array of len - 1 per sequence."""
+    tokens, labels, positions, bounds = [], [], [], [0]
+    for seq in sequences:
         n = len(seq)
         tokens.append(seq)
         labels.append(np.concatenate([seq[1:], [IGNORE_INDEX]]))
-        loss_w.append(np.concatenate([w, [0.0]]).astype(np.float32))
         positions.append(np.arange(n))
         bounds.append(bounds[-1] + n)
     real = bounds[-1]
@@ -107,17 +125,19 @@ def collate(sequences: list[np.ndarray], weights: list[np.ndarray], pad_id: int,
     if pad:
         tokens.append(np.full(pad, pad_id))
         labels.append(np.full(pad, IGNORE_INDEX))
-        loss_w.append(np.zeros(pad, dtype=np.float32))
         positions.append(np.arange(pad))
         bounds.append(real + pad)
     lengths = np.diff(bounds)
     return MicroBatch(
         tokens=torch.from_numpy(np.concatenate(tokens).astype(np.int64)),
         labels=torch.from_numpy(np.concatenate(labels).astype(np.int64)),
-        loss_weights=torch.from_numpy(np.concatenate(loss_w)),
+        loss_weights=_per_target(weights, pad),
         position_ids=torch.from_numpy(np.concatenate(positions).astype(np.int64)),
         cu_seqlens=torch.tensor(bounds, dtype=torch.int32),
         max_seqlen=int(lengths.max()),
         num_sequences=len(sequences),
         num_tokens=real,
+        sequence_data={k: torch.as_tensor(np.asarray(v)) for k, v in
+                       (sequence_data or {}).items()},
+        token_data={k: _per_target(v, pad) for k, v in (token_data or {}).items()},
     )

@@ -1,34 +1,58 @@
-"""Data preparation for a run: tokenizer, sequences and target masks, and the counts that say
-what happened to every example (read, kept, skipped by reason, truncated, tokens, trainable
-tokens). `tools/prepare_data.py` prints the same counts without training.
+"""Data preparation shared by the stages: the recipe's tokenizer, a stage's tokenized examples,
+and the counts that say what happened to every example (read, kept, skipped by reason,
+truncated, tokens, trainable tokens). `tools/prepare_data.py` prints the same counts without
+training.
+
+    data = prepare(cfg, tokenize)     # tokenize(tokenizer, report, counts) -> Tokenized
+    loader = build_loader(cfg, data, dp_size, dp_rank)
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
-from engine.config import Config, ConfigError
-from engine.data.chat import ChatFormat
-from engine.data.documents import tokenize_documents
-from engine.data.loader import PackedLoader
+from engine.config import Config
+from engine.data.chat_template import ChatFormat
+from engine.data.loader import PackedLoader, pad_multiple
 from engine.data.records import SkipReport
-from engine.data.sft import tokenize_chats
 from engine.data.tokenizer import Tokenizer, load_tokenizer
+from engine.errors import ConfigError
+
+
+@dataclass
+class Tokenized:
+    """What a stage's tokenization returns: sequences with their per-target masks, and the
+    items, fields and chat format its loss and evaluator need."""
+
+    sequences: list[np.ndarray]
+    target_masks: list[np.ndarray]
+    chat: ChatFormat | None = None
+    items: list[tuple[int, ...]] | None = None  # default: one item per sequence
+    sequence_data: dict[str, np.ndarray] = field(default_factory=dict)
+    token_data: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
 
 @dataclass
 class Prepared:
     tokenizer: Tokenizer
-    chat: ChatFormat | None
-    sequences: list[np.ndarray]
-    target_masks: list[np.ndarray]
+    examples: Tokenized
     stats: dict
 
+    @property
+    def sequences(self) -> list[np.ndarray]:
+        return self.examples.sequences
 
-def prepare(cfg: Config) -> Prepared:
+    @property
+    def num_items(self) -> int:
+        return len(self.examples.items or self.examples.sequences)
+
+
+def prepare(cfg: Config, tokenize: Callable[[Tokenizer, SkipReport, Counter], Tokenized]
+            ) -> Prepared:
     d = cfg.data
     tok = load_tokenizer(d.tokenizer, d.bos_token, d.eos_token, d.pad_token)
     if cfg.model.vocab_size < tok.vocab_size:
@@ -36,13 +60,8 @@ def prepare(cfg: Config) -> Prepared:
                           f"tokenizer's vocabulary ({tok.vocab_size})")
     report = SkipReport(skip=d.on_bad_record == "skip")
     counts: Counter = Counter()
-    chat = None
-    if cfg.stage == "sft":
-        chat = ChatFormat(d.chat_template, tok)
-        sequences, masks = tokenize_chats(d, chat, cfg.seed, report, counts)
-    else:
-        sequences = tokenize_documents(d, tok, cfg.seed, report, counts)
-        masks = [np.ones(len(s) - 1, dtype=bool) for s in sequences]
+    examples = tokenize(tok, report, counts)
+    sequences, masks = examples.sequences, examples.target_masks
     if not sequences:
         raise ConfigError("no training sequences after preparation (see the skip report)")
     skipped_bad = sum(n for r, n in report.counts.items()
@@ -62,25 +81,24 @@ def prepare(cfg: Config) -> Prepared:
         "tokens": int(sum(len(s) for s in sequences)),
         "trainable_tokens": int(sum(int(m.sum()) for m in masks)),
     }
-    return Prepared(tok, chat, sequences, masks, stats)
-
-
-def pad_multiple(cfg: Config) -> int:
-    """Sequence parallelism splits each micro-batch's tokens evenly over the TP ranks."""
-    return cfg.parallel.tp if cfg.parallel.sp else 1
+    return Prepared(tok, examples, stats)
 
 
 def build_loader(cfg: Config, data: Prepared, dp_size: int, dp_rank: int) -> PackedLoader:
+    ex = data.examples
     return PackedLoader(
-        data.sequences,
-        target_masks=data.target_masks,
+        ex.sequences,
+        target_masks=ex.target_masks,
+        items=ex.items,
+        sequence_data=ex.sequence_data,
+        token_data=ex.token_data,
         reduction=cfg.train.loss_reduction,
         global_batch_size=cfg.data.global_batch_size,
         max_tokens_per_micro_batch=cfg.data.max_tokens_per_micro_batch,
         dp_size=dp_size,
         dp_rank=dp_rank,
         pad_id=data.tokenizer.pad_id,
-        pad_multiple=pad_multiple(cfg),
+        pad_multiple=pad_multiple(cfg.parallel),
         seed=cfg.seed,
         shuffle=cfg.data.shuffle,
     )

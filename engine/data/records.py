@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+from engine.errors import DataError
+
 ROLES = ("system", "user", "assistant")
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file, the line or record, and the field."""
 
 
 class BadRecord(Exception):
@@ -85,6 +83,3 @@ class SkipReport:
         """A record dropped by rule (too long, nothing to train on), counted, never an error."""
         self.counts[reason] += 1
         self.first.setdefault(reason, f"{location}: {message}")
-
-    def as_dict(self) -> dict:
-        return {"counts": dict(self.counts), "first": dict(self.first)}

@@ -3,7 +3,7 @@
 A source is a JSONL file, a JSON file (a list of records), a Parquet file, or a dataset saved
 with the Hugging Face `datasets` library (`save_to_disk`; a DatasetDict uses `split`, default
 train). `read_source` yields (location, record) pairs, locations being `file:line` or
-`path[record i]`. `mix` takes from each source a `fraction` of its records (>1 repeats them) or a
+`path[record i]`. `take` takes from each source a `fraction` of its records (>1 repeats them) or a
 `count`, chosen by a permutation seeded by (seed, source index), so a mixture is reproducible.
 """
 
@@ -16,7 +16,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from engine.config import SourceConfig
-from engine.data.records import BadRecord, DataError, SkipReport
+from engine.data.records import BadRecord, SkipReport
+from engine.errors import DataError
 
 
 def read_source(source: SourceConfig) -> Iterator[tuple[str, object]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from engine.config import ConfigError
+from engine.errors import ConfigError
 
 BYTE_SPECIAL_TOKENS = ("<|begin_of_text|>", "<|end_of_text|>", "<pad>", "<|system|>", "<|user|>",
                        "<|assistant|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")

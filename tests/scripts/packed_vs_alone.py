@@ -1,51 +1,55 @@
 """Logits of a packed (THD) micro-batch vs the same sequences run one at a time (the unpacked
 SBHD path; with sequence parallelism, a pack holding that sequence alone).
 
-    [torchrun --nproc-per-node 2] python tests/scripts/packed_vs_alone.py [--one-sequence] [key=value ...]
+    [torchrun --nproc-per-node 2] python -m tests.scripts.packed_vs_alone [--one-sequence]
+        [key=value ...]
 
 Prints one JSON line {"max_abs_diff": ..., "sequences": [...]} from rank 0. `--one-sequence`
 is the negative control: the pack's boundaries are dropped (cu_seqlens = [0, total]), so later
-sequences attend to earlier ones and the logits must differ.
+sequences attend to earlier ones and the logits must differ. On a GPU with TransformerEngine the
+packed pass goes through TE's THD attention.
 """
 
+import argparse
 import json
-import sys
-from pathlib import Path
 
+import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from engine import dist as edist  # noqa: E402
-from engine.config import load_config  # noqa: E402
-from engine.data.packing import collate  # noqa: E402
-from engine.data.tokenizer import ByteTokenizer  # noqa: E402
-from engine.models import build_model, vocab_logits  # noqa: E402
-from engine.step import forward_packed  # noqa: E402
-from engine.weights import init_weights  # noqa: E402
-import numpy as np  # noqa: E402
+from engine.cli import parse
+from engine.compat import platform
+from engine.data.packing import collate
+from engine.data.tokenizer import ByteTokenizer
+from engine.launch.env import launch_env
+from engine.launch.process_groups import init_distributed, shutdown
+from engine.launch.seeds import seed_everything
+from engine.model.build import build_model, vocab_logits
+from engine.model.init import init_weights
+from engine.recipe import load_recipe
+from engine.train.schedule import forward_packed
+from tests.util import TINY
 
 TEXTS = ["The capital of Peru is Lima. 3 + 4 = 7.", "Counting: 5, 6, 7, 8, 9.",
          "The owl hoots. 9 times 9 is 81. The capital of Japan is Tokyo. 1 + 1 = 2."]
 
 
 def main():
-    args = sys.argv[1:]
-    one_sequence = "--one-sequence" in args
-    cfg = load_config(ROOT / "recipes/tiny/pretrain.yaml", [a for a in args if "=" in a])
-    env = edist.launch_env()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--one-sequence", action="store_true")
+    args, overrides = parse(parser)
+    cfg = load_recipe(TINY, overrides)
+    env = launch_env()
     cfg.validate(env.world_size)
-    layout = edist.init_distributed(cfg, env)
-    edist.seed_everything(cfg.seed)
-    model = build_model(cfg, layout).eval()
+    layout = init_distributed(cfg.parallel, env)
+    seed_everything(cfg.seed)
+    model = build_model(cfg, first_stage=True, last_stage=True, device=layout.device).eval()
     init_weights(model, cfg.model, cfg.seed)
     tok = ByteTokenizer()
     seqs = [np.asarray([tok.bos_id, *tok.encode(t)], dtype=np.int32) for t in TEXTS]
     pad = cfg.parallel.tp if cfg.parallel.sp else 1
     mb = collate(seqs, [np.ones(len(s) - 1) for s in seqs], tok.pad_id, pad).to(layout.device)
     bounds = mb.cu_seqlens.tolist()
-    if one_sequence:
+    if args.one_sequence:
         mb.cu_seqlens = mb.cu_seqlens[[0, -1]]
         mb.max_seqlen = bounds[-1]
     with torch.no_grad():
@@ -64,8 +68,9 @@ def main():
             worst = max(worst, diff)
     if layout.is_logger:
         print(json.dumps({"max_abs_diff": worst, "sequences": [len(s) for s in seqs],
-                          "logit_scale": packed.abs().max().item()}))
-    edist.shutdown()
+                          "logit_scale": packed.abs().max().item(),
+                          "transformer_engine": platform.has_transformer_engine()}))
+    shutdown()
 
 
 if __name__ == "__main__":

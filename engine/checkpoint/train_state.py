@@ -1,0 +1,149 @@
+"""Sharded checkpoints: model, optimizer, LR schedule, data position and RNG, resumable at any
+TP/PP/DP layout.
+
+    OUTPUT_DIR/checkpoints/step_N/        complete checkpoints (megatron dist_checkpointing)
+    OUTPUT_DIR/checkpoints/step_N.tmp/    a save in progress (or one killed mid-write)
+
+A save writes into `step_N.tmp` and renames it to `step_N` only after every rank has finished,
+so a crash mid-write never leaves a directory that looks complete; `latest()` ignores `.tmp`.
+The `keep_last` newest complete checkpoints are kept. Model and optimizer states are saved in
+megatron's layout-free form (every parameter and its Adam moments in global coordinates;
+`fully_reshardable` for the distributed optimizer), so a checkpoint loads at any layout.
+RNG states are restored when the layout is the one that saved them (they are per TP/PP rank);
+at another layout the run reseeds, which changes nothing here because training draws no random
+numbers (no dropout; data order comes from the loader's own seeded permutation).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from megatron.core import dist_checkpointing
+from megatron.core.dist_checkpointing.mapping import ShardedObject
+from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+from megatron.core.tensor_parallel import get_cuda_rng_tracker
+
+from engine.compat import platform
+from engine.launch.layout import Layout
+
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+# The distributed optimizer's layout-free format: states gathered per parameter on save, each
+# rank reading the slices it needs on load.
+_OPTIMIZER_FORMAT = {"distrib_optim_sharding_type": "fully_reshardable"}
+
+
+def checkpoint_root(output_dir: str | Path) -> Path:
+    return Path(output_dir) / "checkpoints"
+
+
+def complete_checkpoints(root: Path) -> list[tuple[int, Path]]:
+    """(step, path) of every complete checkpoint, oldest first."""
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir()
+             if (m := _STEP_DIR.match(p.name)) and (p / "metadata.json").is_file()]
+    return sorted(found)
+
+
+def latest(root: Path) -> tuple[int, Path] | None:
+    found = complete_checkpoints(root)
+    return found[-1] if found else None
+
+
+def _module(model):
+    """The megatron module under DDP (GPTModel, or Float16Module around it)."""
+    return model.module
+
+
+def _rng_state(layout: Layout) -> ShardedObject:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+             "torch": torch.get_rng_state(),
+             "cuda": torch.cuda.get_rng_state() if platform.has_cuda() else None,
+             "tracker": get_cuda_rng_tracker().get_states()}
+    return ShardedObject("rng_state", state, (layout.pp, layout.tp),
+                         (layout.pp_rank, layout.tp_rank), replica_id=layout.dp_rank)
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and platform.has_cuda():
+        torch.cuda.set_rng_state(state["cuda"])
+    get_cuda_rng_tracker().set_states(state["tracker"])
+
+
+def _materialize_optimizer_states(optimizer) -> None:
+    """megatron's distributed optimizer builds its loading state dict from the inner torch
+    Adam's per-parameter state (its `step` above all), which a fresh optimizer does not have
+    yet; megatron's own dummy step creates it, and loading then overwrites every value."""
+    for opt in getattr(optimizer, "chained_optimizers", [optimizer]):
+        if isinstance(opt, DistributedOptimizer) and not opt.optimizer.state:
+            opt._init_optimizer_states_with_dummy_values()
+
+
+def _sharded_state(model, optimizer, layout: Layout, is_loading: bool, with_rng: bool) -> dict:
+    if is_loading:
+        _materialize_optimizer_states(optimizer)
+    model_state = _module(model).sharded_state_dict()
+    state = {"model": model_state,
+             "optimizer": optimizer.sharded_state_dict(model_state, is_loading=is_loading,
+                                                       metadata=_OPTIMIZER_FORMAT)}
+    if with_rng:
+        state["rng_state"] = _rng_state(layout)
+    return state
+
+
+def save(root: Path, step: int, model, optimizer, scheduler, loader, layout: Layout,
+         keep_last: int, meta: dict) -> Path:
+    """Write checkpoint `step` atomically, then prune to the `keep_last` newest. `meta` (the
+    model config, precision) lets tools read the checkpoint without the recipe."""
+    tmp, final = root / f"step_{step}.tmp", root / f"step_{step}"
+    if layout.rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    dist.barrier()
+    state = _sharded_state(model, optimizer, layout, is_loading=False, with_rng=True)
+    state.update(step=step, scheduler=scheduler.state_dict(), loader=loader.state_dict(),
+                 layout={"tp": layout.tp, "pp": layout.pp}, meta=meta)
+    dist_checkpointing.save(state, str(tmp))
+    dist.barrier()
+    if layout.rank == 0:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+        for _, old in complete_checkpoints(root)[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+    dist.barrier()
+    return final
+
+
+def load(path: Path, model, optimizer, scheduler, loader, layout: Layout) -> int:
+    """Restore everything from a checkpoint; returns the step it was taken after."""
+    common = dist_checkpointing.load_common_state_dict(str(path))
+    same_layout = common["layout"] == {"tp": layout.tp, "pp": layout.pp}
+    state = dist_checkpointing.load(
+        _sharded_state(model, optimizer, layout, is_loading=True, with_rng=same_layout),
+        str(path))
+    _module(model).load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    loader.load_state_dict(state["loader"])
+    if same_layout:
+        _set_rng_state(state["rng_state"])
+    return int(state["step"])
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

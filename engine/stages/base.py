@@ -1,0 +1,35 @@
+"""What a training stage provides to the shared step and loop.
+
+    STAGE = Stage(name="sft", prepare=..., loss=..., evaluator=..., validate=...)
+
+- `prepare(cfg) -> Prepared`: its tokenized data (`engine.data.prepare.prepare` with the stage's
+  tokenization), items that must share a micro-batch, and per-sequence / per-token fields;
+- `loss(cfg) -> LossFunction`: a registered loss (`engine.losses`) with its options bound; the
+  loss's declared metrics are the stage's per-step metrics, reduced by the step over
+  micro-batches and data-parallel ranks and written to metrics.jsonl;
+- `evaluator(cfg, layout, data) -> Evaluator | None`: called with (train step, step number) before
+  training, every `eval.every_steps` and at the end; returns the metrics for eval.jsonl;
+- `validate(cfg)`: recipe checks only this stage needs (called by `engine.recipe.load_recipe`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+def no_evaluator(cfg, layout, data):
+    return None
+
+
+def no_checks(cfg) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    prepare: Callable
+    loss: Callable
+    evaluator: Callable = no_evaluator
+    validate: Callable = no_checks

@@ -1,0 +1,42 @@
+"""Training entry point.
+
+    python -m engine.train RECIPE.yaml [key=value ...]                      # one process
+    torchrun --nproc-per-node N -m engine.train RECIPE.yaml [key=value ...]
+    srun python -m engine.train RECIPE.yaml [key=value ...]                 # Slurm tasks
+
+The stage comes from the recipe. The recipe is validated against the world size before any
+process group exists; a bad recipe, bad data or a bad checkpoint exits with status 2 and one
+`error: ...` line naming the key, file and line, or tensor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from engine.cli import parse, run_main
+from engine.launch.env import launch_env
+from engine.recipe import load_recipe
+from engine.stages import get_stage
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine.train",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("recipe")
+    args, overrides = parse(parser, argv)
+    env = launch_env()
+    cfg = load_recipe(args.recipe, overrides)
+    cfg.validate(env.world_size)
+    from engine.launch.process_groups import init_distributed, shutdown
+    from engine.train.loop import train
+
+    layout = init_distributed(cfg.parallel, env)
+    try:
+        return train(cfg, layout, get_stage(cfg.stage))
+    finally:
+        shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,80 @@
+"""Everything one rank trains with, built from a recipe and its stage: data and loader, the model
+(with its layout-free init or its source's weights), optimizer, LR schedule, and the train step
+bound to the stage's loss."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.checkpoint.weights import load_checkpoint_weights
+from engine.compat import platform
+from engine.config import Config
+from engine.data.loader import PackedLoader
+from engine.data.prepare import Prepared, build_loader
+from engine.hf.importer import load_hf_weights
+from engine.launch.layout import Layout
+from engine.launch.seeds import seed_everything
+from engine.metrics.log import log
+from engine.model.build import build_model
+from engine.model.init import init_weights
+from engine.train.optimizer import build_optimizer, wrap_for_training
+from engine.train.step import TrainStep
+
+
+@dataclass
+class Training:
+    data: Prepared
+    loader: PackedLoader
+    model: object  # megatron DDP
+    optimizer: object
+    scheduler: object
+    step: TrainStep
+    max_steps: int
+
+
+def build_model_with_weights(cfg: Config, layout: Layout):
+    """This rank's stage of the model, its weights from `model.init_from_hf`,
+    `model.init_from_checkpoint`, or the seeded layout-free init."""
+    model = build_model(cfg, first_stage=layout.is_first_stage, last_stage=layout.is_last_stage,
+                        device=layout.device)
+    source = cfg.model.init_from_hf or cfg.model.init_from_checkpoint
+    if cfg.model.init_from_hf:
+        load_hf_weights(model, cfg.model, cfg.model.init_from_hf,
+                        cfg.model.padded_vocab_size(layout.tp))
+    elif cfg.model.init_from_checkpoint:
+        load_checkpoint_weights(model, cfg.model.init_from_checkpoint)
+    else:
+        init_weights(model, cfg.model, cfg.seed)
+    log.info("model: %s, %d parameters on this rank, %s", cfg.model.arch,
+             sum(p.numel() for p in model.parameters()),
+             f"weights from {source}" if source else f"random init (seed {cfg.seed})")
+    return model
+
+
+def build_training(cfg: Config, layout: Layout, stage, out: Path | None) -> Training:
+    """For `stage` (an `engine.stages.base.Stage`: its data and loss). Logs what it built and
+    writes data_stats.json into `out` on the logging rank."""
+    log.info("platform: %s", platform.describe())
+    log.info("layout: world=%d tp=%d pp=%d dp=%d sp=%s distributed_optimizer=%s precision=%s "
+             "stage=%s", layout.world_size, layout.tp, layout.pp, layout.dp, cfg.parallel.sp,
+             cfg.parallel.distributed_optimizer, cfg.precision, stage.name)
+    data = stage.prepare(cfg)
+    stats = data.stats
+    if out is not None and layout.is_logger:
+        (out / "data_stats.json").write_text(json.dumps(stats, indent=1))
+    log.info("data: %d examples read, %d kept, skipped %s, %d truncated; %d tokens, %d trainable",
+             stats["examples_read"], stats["examples_kept"], stats["skipped"] or "none",
+             stats["truncated"], stats["tokens"], stats["trainable_tokens"])
+    loader = build_loader(cfg, data, layout.dp, layout.dp_rank)
+    max_steps, warmup_steps = cfg.resolve_schedule(data.num_items)
+    log.info("schedule: %d steps (%.2f epochs), %d warmup; packing %s", max_steps,
+             max_steps * cfg.data.global_batch_size / data.num_items, warmup_steps,
+             loader.packing_stats(min(max_steps, 50)))
+
+    seed_everything(cfg.seed)
+    model = wrap_for_training(build_model_with_weights(cfg, layout), cfg)
+    optimizer, scheduler = build_optimizer(model, cfg, max_steps, warmup_steps)
+    step = TrainStep(model, optimizer, scheduler, layout, stage.loss(cfg))
+    return Training(data, loader, model, optimizer, scheduler, step, max_steps)
