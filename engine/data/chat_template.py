@@ -89,12 +89,14 @@ class ChatFormat:
         """Ids of a conversation followed by the generation prompt (what a model continues)."""
         return self.encode(self.render(messages, add_generation_prompt=True))
 
-    def tokenize_chat(self, messages: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, trainable) for a conversation: trainable[k] marks tokens that carry loss."""
+    def tokenize_chat(self, messages: list[dict], last_turn_only: bool = False
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, trainable) for a conversation: trainable[k] marks tokens that carry loss — of
+        every assistant turn, or (preference data) of the final one only."""
         ids = self.encode(self.render(messages))
         trainable = np.zeros(len(ids), dtype=bool)
         for i, message in enumerate(messages):
-            if message["role"] != "assistant":
+            if message["role"] != "assistant" or (last_turn_only and i < len(messages) - 1):
                 continue
             start_ids = self.encode(self.render(messages[:i], add_generation_prompt=True))
             end_ids = self.encode(self.render(messages[:i + 1]))
