@@ -31,6 +31,7 @@ PRECISIONS = ("fp32", "bf16")
 REDUCTIONS = ("sum", "token_mean", "sequence_mean")
 CHAT_TEMPLATES = ("tulu", "llama3", "tokenizer")
 ARCHS = ("llama", "qwen2")
+PREFERENCE_LOSSES = ("dpo", "dpo_norm", "ipo", "simpo", "hinge")
 
 
 @dataclass
@@ -154,6 +155,20 @@ class EvalConfig:
 
 
 @dataclass
+class DPOConfig:
+    """Preference optimization (stage `dpo`): the loss and its coefficients. The initial model's
+    log-probs of every pair are computed once before training and cached in `reference_cache`
+    (default OUTPUT_DIR/reference_cache), keyed by example and by model, tokenizer and template."""
+
+    loss: str = "dpo_norm"  # dpo | dpo_norm (Tülu 3) | ipo | simpo | hinge
+    beta: float = 5.0
+    gamma: float = 0.0  # simpo's target margin
+    label_smoothing: float = 0.0  # conservative DPO (sigmoid losses)
+    nll_alpha: float = 0.0  # weight of an NLL term on the chosen answer
+    reference_cache: Optional[str] = None
+
+
+@dataclass
 class CheckpointConfig:
     """Saved every `every_steps` (0: never periodically), at the end, and on SIGTERM/SIGUSR1."""
 
@@ -181,6 +196,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    dpo: DPOConfig = field(default_factory=DPOConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
@@ -203,6 +219,15 @@ class Config:
             raise ConfigError(f"optim.warmup_ratio must be in [0, 1), got "
                               f"{self.optim.warmup_ratio}")
         _choice("model.arch", m.arch, ARCHS)
+        _choice("dpo.loss", self.dpo.loss, PREFERENCE_LOSSES)
+        if self.dpo.beta <= 0:
+            raise ConfigError(f"dpo.beta must be > 0, got {self.dpo.beta}")
+        if not 0 <= self.dpo.label_smoothing < 0.5:
+            raise ConfigError(f"dpo.label_smoothing must be in [0, 0.5), got "
+                              f"{self.dpo.label_smoothing}")
+        for key in ("gamma", "nll_alpha"):
+            if getattr(self.dpo, key) < 0:
+                raise ConfigError(f"dpo.{key} must be >= 0, got {getattr(self.dpo, key)}")
         _choice("optim.decay", self.optim.decay, ("cosine", "linear", "constant"))
         for key, value in (("parallel.tp", p.tp), ("parallel.pp", p.pp),
                            ("model.num_layers", m.num_layers), ("model.hidden_size", m.hidden_size),

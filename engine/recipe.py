@@ -5,9 +5,9 @@ architecture of the model the run starts from, read from that model, and the sta
     cfg.validate(world_size)          # the layout, once the world size is known
 
 With `model.init_from_hf` the architecture comes from the HF directory's config.json, with
-`model.init_from_checkpoint` from the engine checkpoint's stored model config; architecture keys
-the recipe also sets must agree with it. `stage` must name a module of `engine.stages`, which
-then checks the keys only it cares about.
+`model.init_from_checkpoint` (a checkpoint, or a run dir: its newest checkpoint) from the
+checkpoint's stored model config; architecture keys the recipe also sets must agree with it.
+`stage` must name a module of `engine.stages`, which then checks the keys only it cares about.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from engine.checkpoint.weights import stored_model_config
+from engine.checkpoint.weights import find_checkpoint, stored_model_config
 from engine.config import Config, ConfigError, ModelConfig, build_config, read_recipe
 from engine.hf.config import hf_architecture
 from engine.stages import get_stage
@@ -30,7 +30,8 @@ def load_recipe(path: str | Path | None, overrides: list[str] = ()) -> Config:
     recipe_model = raw.get("model") or {}
     if cfg.model.init_from_hf:
         _take_architecture(cfg, recipe_model, *hf_architecture(cfg.model.init_from_hf))
-    if cfg.model.init_from_checkpoint:
+    if cfg.model.init_from_checkpoint:  # a checkpoint, or a run dir: its newest checkpoint
+        cfg.model.init_from_checkpoint = str(find_checkpoint(cfg.model.init_from_checkpoint))
         _take_architecture(cfg, recipe_model,
                            *stored_model_config(cfg.model.init_from_checkpoint))
     get_stage(cfg.stage).validate(cfg)

@@ -5,6 +5,8 @@
 corpus.jsonl      4,000 documents {"text": ...} for recipes/tiny/pretrain.yaml
 chat_train.jsonl  4,000 conversations {"messages": [...], "category": ...} for recipes/tiny/sft.yaml
 chat_eval.jsonl   200 conversations; a final addition question never occurs in chat_train.jsonl
+pref_train.jsonl  2,000 preference pairs (correct vs wrong answer) for recipes/tiny/dpo.yaml
+pref_eval.jsonl   200 held-out pairs; their addition questions occur in no training file
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from engine.data.synthetic import tiny_chat, tiny_corpus
+from engine.data.synthetic import tiny_chat, tiny_corpus, tiny_preferences
 
 
 def _write(path: Path, records: list[dict]) -> None:
@@ -34,6 +36,10 @@ def main() -> None:
     seen = {m["content"] for r in train for m in r["messages"] if m["role"] == "user"}
     _write(out / "chat_train.jsonl", train)
     _write(out / "chat_eval.jsonl", tiny_chat(200, seed=2, exclude=seen))
+    pairs = tiny_preferences(2000, seed=3)
+    _write(out / "pref_train.jsonl", pairs)
+    seen |= {r["prompt"] for r in pairs}
+    _write(out / "pref_eval.jsonl", tiny_preferences(200, seed=4, exclude=seen))
 
 
 if __name__ == "__main__":

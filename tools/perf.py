@@ -55,7 +55,9 @@ def step(cfg, warmup: int, steps: int, trace: str | None) -> dict | None:
     layout = init_distributed(cfg.parallel, env)
     try:
         setup_logging(None)
-        t = build_training(cfg, layout, get_stage(cfg.stage), out=None)
+        stage = get_stage(cfg.stage)
+        t = build_training(cfg, layout, stage, out=None)
+        stage.before_training(cfg, layout, t)
         timer = PhaseTimer()
         t.step.time_phases(timer)
         for _ in range(warmup):

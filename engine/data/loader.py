@@ -6,8 +6,9 @@ a step always takes exactly `global_batch_size` items, packed into micro-batches
 data-parallel ranks by token load (`plan_global_batch`). Every rank plans the global batch from
 lengths alone (cheap) and collates only its own share, so all pipeline stages of a replica see
 the same micro-batches and the loss weights carry the global normalization. Each sequence's
-micro-batch carries its item's index in the data set (`sequence_data["item_ids"]`) beside the
-stage's own fields. The position (`consumed`) is the whole state: `state_dict()` /
+micro-batch carries its item's index in the data set (`sequence_data["item_ids"]`) and the
+item's share of the global batch (`sequence_data["item_weights"]`, 1 / items per step) beside
+the stage's own fields. The position (`consumed`) is the whole state: `state_dict()` /
 `load_state_dict()` make the order resumable.
 """
 
@@ -104,6 +105,7 @@ class PackedLoader:
                 [self.sequences[s] for s in seqs], [weights[p] for p in positions], self.pad_id,
                 self.pad_multiple,
                 sequence_data={"item_ids": [ids[j] for j in bin_ for _ in self.items[ids[j]]],
+                               "item_weights": [1.0 / len(ids)] * len(seqs),
                                **{k: v[seqs] for k, v in self.sequence_data.items()}},
                 token_data={k: [v[s] for s in seqs] for k, v in self.token_data.items()}))
         return GlobalBatch(

@@ -84,3 +84,45 @@ def tiny_chat(num_examples: int, seed: int, exclude: set[str] = frozenset()) -> 
             continue
         records.append({"messages": messages, "category": category})
     return records
+
+
+def _preference_turn(rng: random.Random) -> tuple[str, str, str, str]:
+    """(category, question, correct answer, wrong answer in the same form)."""
+    kind = rng.random()
+    if kind < 0.7:
+        a, b = rng.randrange(50), rng.randrange(50)
+        wrong = a + b + rng.choice([d for d in range(-9, 10) if d])
+        return "add", f"What is {a} + {b}?", f"{a} + {b} = {a + b}.", f"{a} + {b} = {wrong}."
+    if kind < 0.8:
+        (country, capital), (_, other) = rng.sample(_FACTS, 2)
+        return "capital", f"What is the capital of {country}?", \
+            f"The capital of {country} is {capital}.", f"The capital of {country} is {other}."
+    if kind < 0.9:
+        word, n = rng.choice(_WORDS), rng.randrange(2, 6)
+        return "repeat", f"Say {word} {n} times.", " ".join([word] * n), \
+            " ".join([word] * (n + rng.choice([-1, 1])))
+    start = rng.randrange(90)
+    right = [start + i for i in range(5)]
+    wrong = right[:2] + [right[2] + 1] + right[3:]
+    return "count", f"Count from {start} to {start + 4}.", \
+        ", ".join(map(str, right)) + ".", ", ".join(map(str, wrong)) + "."
+
+
+def tiny_preferences(num_pairs: int, seed: int, exclude: set[str] = frozenset()) -> list[dict]:
+    """Preference pairs in Tülu's format (whole conversations, a `prompt` string): the chosen
+    answer is correct, the rejected one wrong in the same form — mostly additions, which the
+    tiny SFT model gets wrong. `exclude` holds addition questions left out (for held-out pairs).
+    """
+    rng = random.Random(seed)
+    records = []
+    while len(records) < num_pairs:
+        category, question, right, wrong = _preference_turn(rng)
+        if category == "add" and question in exclude:
+            continue
+        prompt = [{"role": "system", "content": rng.choice(_SYSTEMS)}] \
+            if rng.random() < 0.3 else []
+        prompt.append({"role": "user", "content": question})
+        records.append({"prompt": question, "category": category,
+                        "chosen": prompt + [{"role": "assistant", "content": right}],
+                        "rejected": prompt + [{"role": "assistant", "content": wrong}]})
+    return records

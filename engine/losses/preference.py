@@ -14,7 +14,8 @@ An NLL term α·(−π_c/n_c) (the chosen response's mean token loss) is added w
 The implicit rewards are β·(π − ρ) (on averages for `dpo_norm` and `ipo`; β·π/n for `simpo`);
 accuracy is the share of pairs whose chosen reward exceeds the rejected one. Registered under
 each name for packed micro-batches whose items are (chosen, rejected) pairs; the loss and every
-metric are means over the global batch's pairs.
+metric are means over the global batch's pairs (each pair weighted by its item's share of the
+global batch, `sequence_data["item_weights"]`).
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from engine.config import PREFERENCE_LOSSES
 from engine.losses.cross_entropy import label_logprobs
 from engine.losses.registry import register
 
-PREFERENCE_LOSSES = ("dpo", "dpo_norm", "ipo", "simpo", "hinge")
 _AVERAGED = ("dpo_norm", "ipo", "simpo")  # on per-token average log-probs
 _SIGMOID = ("dpo", "dpo_norm", "simpo")
 
@@ -112,20 +113,24 @@ def packed_pair_logprobs(mb, logits: torch.Tensor, real_vocab_size: int,
 
 
 def _registered(kind: str):
-    def loss_fn(mb, logits, *, real_vocab_size: int, num_pairs: int, beta: float,
-                gamma: float = 0.0, label_smoothing: float = 0.0, nll_alpha: float = 0.0):
+    def loss_fn(mb, logits, *, real_vocab_size: int, beta: float, gamma: float = 0.0,
+                label_smoothing: float = 0.0, nll_alpha: float = 0.0):
         lp = packed_pair_logprobs(mb, logits, real_vocab_size, reference=kind != "simpo")
         out = preference_loss(kind, lp, beta, gamma, label_smoothing, nll_alpha)
-        loss = out.loss.sum() / num_pairs  # the mean over the global batch's pairs
+        w = mb.sequence_data["item_weights"][0::2].double()  # 1 / pairs in the global batch
+
+        def mean(values):
+            return (w * values).sum()
+
+        loss = mean(out.loss)
         metrics = {
             "loss": loss.detach(),
-            "rewards/chosen": out.reward_chosen.sum() / num_pairs,
-            "rewards/rejected": out.reward_rejected.sum() / num_pairs,
-            "rewards/margin": (out.reward_chosen - out.reward_rejected).sum() / num_pairs,
-            "rewards/accuracy": (out.reward_chosen > out.reward_rejected).double().sum()
-            / num_pairs,
-            "logps/chosen": lp.policy_chosen.detach().sum() / num_pairs,
-            "logps/rejected": lp.policy_rejected.detach().sum() / num_pairs,
+            "rewards/chosen": mean(out.reward_chosen),
+            "rewards/rejected": mean(out.reward_rejected),
+            "rewards/margin": mean(out.reward_chosen - out.reward_rejected),
+            "rewards/accuracy": mean((out.reward_chosen > out.reward_rejected).double()),
+            "logps/chosen": mean(lp.policy_chosen.detach()),
+            "logps/rejected": mean(lp.policy_rejected.detach()),
         }
         count = torch.tensor(mb.num_tokens, dtype=torch.int, device=loss.device)
         return loss.float(), count, {k: v.float() for k, v in metrics.items()}

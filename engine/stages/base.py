@@ -7,8 +7,10 @@
 - `loss(cfg) -> LossFunction`: a registered loss (`engine.losses`) with its options bound; the
   loss's declared metrics are the stage's per-step metrics, reduced by the step over
   micro-batches and data-parallel ranks and written to metrics.jsonl;
-- `evaluator(cfg, layout, data) -> Evaluator | None`: called with (train step, step number) before
-  training, every `eval.every_steps` and at the end; returns the metrics for eval.jsonl;
+- `before_training(cfg, layout, training)`: work on the initial model before the run resumes or
+  starts (DPO's reference log-probs);
+- `evaluator(cfg, layout, training) -> Evaluator | None`: called with (train step, step number)
+  before training, every `eval.every_steps` and at the end; returns the metrics for eval.jsonl;
 - `validate(cfg)`: recipe checks only this stage needs (called by `engine.recipe.load_recipe`).
 """
 
@@ -18,7 +20,11 @@ from dataclasses import dataclass
 from typing import Callable
 
 
-def no_evaluator(cfg, layout, data):
+def nothing_before_training(cfg, layout, training) -> None:
+    return None
+
+
+def no_evaluator(cfg, layout, training):
     return None
 
 
@@ -31,5 +37,6 @@ class Stage:
     name: str
     prepare: Callable
     loss: Callable
+    before_training: Callable = nothing_before_training
     evaluator: Callable = no_evaluator
     validate: Callable = no_checks

@@ -29,8 +29,10 @@ def prepare_chats(cfg: Config) -> Prepared:
     return prepare(cfg, partial(_tokenize, cfg))
 
 
-def chat_evaluator(cfg: Config, layout, data: Prepared):
-    return ChatEvaluator(cfg, layout, data.examples.chat) if cfg.eval.sources else None
+def chat_evaluator(cfg: Config, layout, training):
+    if not cfg.eval.sources:
+        return None
+    return ChatEvaluator(cfg, layout, training.data.examples.chat)
 
 
 STAGE = Stage(name="sft", prepare=prepare_chats, loss=next_token_loss, evaluator=chat_evaluator)

@@ -16,7 +16,8 @@ def train(cfg: Config, layout: Layout, stage) -> int:
     """Train `stage` (an `engine.stages.base.Stage`) to its last step."""
     out = open_run_dir(cfg, layout)
     training = build_training(cfg, layout, stage, out)
-    evaluator = stage.evaluator(cfg, layout, training.data)
+    stage.before_training(cfg, layout, training)  # the initial model, before any resume
+    evaluator = stage.evaluator(cfg, layout, training)
     with Run(cfg, layout, training, out, evaluator) as run:
         for step in run.steps():
             batch = training.loader.next_batch()

@@ -51,7 +51,7 @@ def test_tools_report_bad_recipes_and_checkpoints(tmp_path):
                    f"{tmp_path}: not a complete engine checkpoint (no metadata.json)")
     _fails_cleanly(launch(["engine.train", str(TINY), f"output_dir={tmp_path / 'run'}",
                            f"model.init_from_checkpoint={tmp_path}"], timeout=120),
-                   f"{tmp_path}: not an engine checkpoint (no common.pt)")
+                   f"{tmp_path}: not a complete engine checkpoint (no metadata.json)")
 
 
 def test_overrides_are_accepted_after_flags():

@@ -52,6 +52,10 @@ def test_bad_keys_and_types_name_the_key(override, message):
     (["model.arch=gpt2"], 1, "model.arch='gpt2'"),
     (["train.max_steps=0"], 1, "train.max_steps must be >= 1"),
     (["optim.warmup_steps=500"], 1, "optim.warmup_steps=500 exceeds train.max_steps"),
+    (["dpo.loss=kto"], 1, "dpo.loss='kto' is not one of dpo, dpo_norm, ipo, simpo, hinge"),
+    (["dpo.beta=0"], 1, "dpo.beta must be > 0"),
+    (["dpo.label_smoothing=0.5"], 1, "dpo.label_smoothing must be in"),
+    (["dpo.nll_alpha=-1"], 1, "dpo.nll_alpha must be >= 0"),
 ])
 def test_impossible_layouts_are_rejected(overrides, world, message):
     cfg = load_recipe(TINY, overrides)
@@ -77,5 +81,5 @@ def test_command_line_max_steps_wins_over_recipe_epochs():
 
 
 def test_unknown_stage_lists_the_registered_ones():
-    with pytest.raises(ConfigError, match="stage='dpo2' is not one of pretrain, sft"):
+    with pytest.raises(ConfigError, match="stage='dpo2' is not one of dpo, pretrain, sft"):
         load_recipe(TINY, ["stage=dpo2"])

@@ -1,8 +1,9 @@
 """The shipped recipes load, validate at their intended scale, and carry Tülu 3's published SFT
-settings."""
+and DPO settings."""
 
 import pytest
 
+from engine.errors import CheckpointError
 from engine.recipe import load_recipe
 from tests.util import ROOT
 
@@ -24,9 +25,26 @@ def test_tulu3_sft_recipes(size, lr):
     assert m.rope_scaling.factor == 8.0 and not m.tie_word_embeddings
 
 
-@pytest.mark.parametrize("name", ["pretrain", "sft"])
+@pytest.mark.parametrize("size, lr", {"8b": 5e-7, "70b": 2e-7}.items())
+def test_tulu3_dpo_recipes(size, lr):
+    recipe = ROOT / f"recipes/tulu3/llama3.1-{size}/dpo.yaml"
+    with pytest.raises(CheckpointError, match=f"runs/tulu3-{size}-sft"):  # the SFT run first
+        load_recipe(recipe)
+    cfg = load_recipe(recipe, ["model.init_from_checkpoint=null"])
+    cfg.validate(world_size=32 if size == "8b" else 64)
+    assert cfg.stage == "dpo" and cfg.precision == "bf16"
+    assert (cfg.dpo.loss, cfg.dpo.beta) == ("dpo_norm", 5.0)
+    assert cfg.optim.lr == lr and cfg.optim.decay == "linear" and cfg.optim.warmup_ratio == 0.1
+    assert cfg.train.epochs == 1
+    assert cfg.data.max_seq_len == 2048 and cfg.data.global_batch_size == 128
+    assert cfg.data.max_tokens_per_micro_batch >= 2 * cfg.data.max_seq_len  # a pair fits
+    assert cfg.model.vocab_size == 128256 and cfg.data.chat_template == "tulu"
+
+
+@pytest.mark.parametrize("name", ["pretrain", "sft", "dpo"])
 def test_tiny_recipes_validate_on_one_to_four_processes(name):
-    cfg = load_recipe(ROOT / f"recipes/tiny/{name}.yaml")
+    # the tiny DPO recipe starts from the tiny SFT run; its own model section stands in here
+    cfg = load_recipe(ROOT / f"recipes/tiny/{name}.yaml", ["model.init_from_checkpoint=null"])
     for world in (1, 2, 4):
         cfg.validate(world)
     assert cfg.model.kv_channels >= 32  # vLLM serves head_dim >= 32

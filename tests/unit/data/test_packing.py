@@ -121,6 +121,7 @@ def test_items_are_never_split_and_carry_their_ids():
             for item, first in zip(ids, firsts):
                 assert first in pairs[item]  # the sequence belongs to the item it is tagged with
             assert all(ids.count(i) == 2 for i in ids)  # both halves of each pair
+            assert mb.sequence_data["item_weights"].tolist() == [0.25] * len(ids)
             seen += ids
     assert len(set(seen)) == 4  # the global batch: 4 pairs, split over the two ranks
 

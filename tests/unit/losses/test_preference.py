@@ -8,12 +8,8 @@ import pytest
 import torch
 
 from engine.data.packing import collate
-from engine.losses.preference import (
-    PREFERENCE_LOSSES,
-    PairLogprobs,
-    preference_loss,
-    sequence_sums,
-)
+from engine.config import PREFERENCE_LOSSES
+from engine.losses.preference import PairLogprobs, preference_loss, sequence_sums
 from engine.losses.registry import get_loss
 
 PC, PR, RC, RR, NC, NR = -12.0, -20.0, -14.0, -19.0, 4.0, 5.0  # one hand-made pair
@@ -78,9 +74,9 @@ def test_registered_loss_on_packed_pairs(kind, single_process):
              np.array([1, 1.0])]
     reference = [-3.0, -2.5, -4.0, -1.0]
     mb = collate(seqs, masks, pad_id=0, pad_multiple=4,
-                 sequence_data={"reference_logps": reference})
+                 sequence_data={"reference_logps": reference, "item_weights": [0.25] * 4})
     logits = torch.randn(1, len(mb.tokens), 8, dtype=torch.float32, requires_grad=True)
-    loss = get_loss(kind, real_vocab_size=6, num_pairs=4, beta=0.5, gamma=0.1)
+    loss = get_loss(kind, real_vocab_size=6, beta=0.5, gamma=0.1)  # 4 pairs in the batch
     value, count, metrics = loss(mb, logits * 1.0)
     logps = torch.log_softmax(logits.detach()[0, :, :6].double(), -1)
     bounds = mb.cu_seqlens.tolist()
