@@ -1,11 +1,16 @@
 """Stage dpo on the tiny recipe: the first step's loss is log 2 (policy = reference), the
 reference log-probs are cached and reused, the loss does not depend on the micro-batch token
-budget (pairs are never split), and a resumed run continues bit for bit."""
+budget (pairs are never split), and a run stopped by SIGTERM resumes bit for bit."""
 
 import math
-import shutil
+import os
+import signal
+import subprocess
+import sys
+import time
 
-from engine.checkpoint.train_state import complete_checkpoints
+from engine.checkpoint.train_state import latest
+from engine.train.signals import EXIT_REQUEUE
 from tests.util import ROOT, train
 
 TINY_DPO = ROOT / "recipes" / "tiny" / "dpo.yaml"
@@ -46,15 +51,28 @@ def test_loss_does_not_depend_on_the_token_budget(tmp_path):
         assert abs(a["loss"] - b["loss"]) <= 1e-6 and a["tokens"] == b["tokens"]
 
 
-def test_resume_is_bit_identical(tmp_path):
-    steps = SMALL + ["checkpoint.every_steps=2"]
+def test_sigterm_mid_run_then_resume_is_bit_identical(tmp_path):
+    """SIGTERM during training: a checkpoint at the next step boundary, exit for requeue; the
+    requeued run reuses the cached reference log-probs and continues bit for bit."""
+    steps = SMALL + ["train.max_steps=6"]  # the later override wins
     straight = train(tmp_path / "straight", steps, recipe=TINY_DPO)
-    shutil.copytree(tmp_path / "straight", tmp_path / "resumed")
-    for step, path in complete_checkpoints(tmp_path / "resumed" / "checkpoints"):
-        if step > 2:
-            shutil.rmtree(path)
-    resumed = train(tmp_path / "resumed", steps, recipe=TINY_DPO)
-    assert "resumed from" in _log(tmp_path / "resumed")
-    assert "192 of 192 sequences cached" in _log(tmp_path / "resumed")
+    out = tmp_path / "stopped"
+    proc = subprocess.Popen([sys.executable, "-m", "engine.train", str(TINY_DPO),
+                             f"output_dir={out}", *steps], cwd=ROOT,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().strip()):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == EXIT_REQUEUE, err[-3000:]
+    stopped_at = latest(out / "checkpoints")[0]
+    assert 1 <= stopped_at < 6
+    resumed = train(out, steps, recipe=TINY_DPO)
+    log = _log(out)
+    assert f"resumed from {out / 'checkpoints' / f'step_{stopped_at}'}" in log
+    assert "192 of 192 sequences cached" in log
     assert [(r["loss"], r["grad_norm"]) for r in resumed] == \
         [(r["loss"], r["grad_norm"]) for r in straight]
