@@ -12,6 +12,7 @@ eval loss, preference accuracy and reward margin before, during and after traini
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -51,15 +52,17 @@ def preference_loss(cfg: Config):
                     label_smoothing=d.label_smoothing, nll_alpha=d.nll_alpha)
 
 
-def _weights_fingerprint(cfg: Config) -> dict:
-    """What decides the initial weights: their files' content, or the seed of the random init."""
-    m = cfg.model
-    if m.init_from_hf:
-        return {"hf": files_fingerprint(m.init_from_hf, ("*.safetensors", "config.json"))}
-    if m.init_from_checkpoint:
-        return {"checkpoint": files_fingerprint(m.init_from_checkpoint,
-                                                ("*.distcp", ".metadata", "common.pt"))}
-    return {"random_init_seed": cfg.seed}
+@functools.cache
+def _weights_fingerprint(init_from_hf: str | None, init_from_checkpoint: str | None,
+                         seed: int) -> tuple:
+    """What decides the initial weights: their files' content, or the seed of the random init.
+    Cached: the training and the held-out pairs' passes share it (70B files are 140 GB)."""
+    if init_from_hf:
+        return ("hf", files_fingerprint(init_from_hf, ("*.safetensors", "config.json")))
+    if init_from_checkpoint:
+        return ("checkpoint", files_fingerprint(init_from_checkpoint,
+                                                ("*.distcp", ".metadata", "common.pt")))
+    return ("random_init_seed", seed)
 
 
 def reference_identity(cfg: Config, layout) -> dict:
@@ -68,7 +71,9 @@ def reference_identity(cfg: Config, layout) -> dict:
     if layout.rank == 0:
         model = {k: v for k, v in dataclasses.asdict(cfg.model).items()
                  if k not in ("init_from_hf", "init_from_checkpoint")}
-        identity[0] = {"weights": _weights_fingerprint(cfg), "model": model,
+        kind, value = _weights_fingerprint(cfg.model.init_from_hf,
+                                           cfg.model.init_from_checkpoint, cfg.seed)
+        identity[0] = {"weights": {kind: value}, "model": model,
                        "precision": cfg.precision, "tokenizer": cfg.data.tokenizer,
                        "chat_template": cfg.data.chat_template}
     dist.broadcast_object_list(identity, src=0)
