@@ -133,3 +133,49 @@ def test_recipe_can_name_special_tokens(tmp_path):
         load_tokenizer(str(tmp_path / "missing"))
     with pytest.raises(ConfigError, match="has no chat_template"):
         ChatFormat("tokenizer", load_tokenizer(path))
+
+
+def open_instruct_labels(hf_tok, messages):
+    """AI2's Tülu SFT masking, written from its definition (open-instruct's
+    `sft_tulu_tokenize_and_truncate_v1`): the whole conversation is trained except each
+    non-assistant turn, masked from the length of the conversation rendered up to it to the
+    length of the conversation rendered through it (with the generation prompt when an assistant
+    turn follows)."""
+    def tokenize(prefix, gen):  # with bos in front, as AI2's `add_bos` does for Llama 3.1
+        text = hf_tok.apply_chat_template(prefix, tokenize=False, add_generation_prompt=gen)
+        return [hf_tok.bos_token_id] + hf_tok.encode(text, add_special_tokens=False)
+
+    def length(prefix, gen):
+        return len(tokenize(prefix, gen))
+
+    ids = tokenize(messages, False)
+    trained = np.ones(len(ids), dtype=bool)
+    for i, message in enumerate(messages):
+        if message["role"] == "assistant":
+            continue
+        start = 0 if i == 0 else length(messages[:i], False)
+        follows = i + 1 < len(messages) and messages[i + 1]["role"] == "assistant"
+        trained[start:length(messages[:i + 1], follows)] = False
+    return np.asarray(ids), trained
+
+
+def test_tulu_masks_equal_open_instruct(tmp_path):
+    """Multi-turn Tülu masks equal AI2's, position for position (label 0 is never a target, so
+    it is left out). In both, the `\\n` after a non-final assistant turn's eos opens the next
+    user span and is masked."""
+    from transformers import AutoTokenizer
+
+    path = str(make_hf_tokenizer(tmp_path, chat_template=TULU_JINJA))
+    ours, theirs = ChatFormat("tulu", load_tokenizer(path)), AutoTokenizer.from_pretrained(path)
+    three_turns = MULTI + [{"role": "user", "content": "And 5+5?"},
+                           {"role": "user", "content": "Quickly."},
+                           {"role": "assistant", "content": "10"}]
+    for messages in (SINGLE, MULTI, MULTI[1:], three_turns):
+        ids, trainable = ours.tokenize_chat(messages)
+        want_ids, want_trainable = open_instruct_labels(theirs, messages)
+        assert ids.tolist() == want_ids.tolist()
+        assert trainable[1:].tolist() == want_trainable[1:].tolist()
+        eos_then_newline = np.flatnonzero((ids[:-1] == ours.tok.eos_id)
+                                          & (ids[1:] == ours.tok.encode("\n")[0])) + 1
+        assert len(eos_then_newline) == sum(m["role"] == "assistant" for m in messages) - 1
+        assert not trainable[eos_then_newline].any()
