@@ -104,6 +104,7 @@ class Run:
             if stop.agreed():
                 if self.saved_step != step:
                     self.save(step)
+                stop.settle()
                 log.info("stop signal: checkpoint at step %d, exiting with %d to be requeued",
                          step, EXIT_REQUEUE)
                 self.exit_code = EXIT_REQUEUE

@@ -3,7 +3,10 @@ run to save a checkpoint at the next step boundary and exit with `EXIT_REQUEUE`,
 sbatch scripts turn into `scontrol requeue`.
 
 The flag is agreed on by all ranks at every step boundary (one all-reduce of a scalar), since
-the signal may reach the ranks at different moments.
+the signal may reach the ranks at different moments. Once the checkpoint is saved, further stop
+signals are ignored: under `srun --kill-on-bad-exit` the first rank to exit with EXIT_REQUEUE
+makes srun terminate the others, and a rank killed while still shutting down would turn the
+job's exit status into 143, which is not requeued.
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ class StopRequest:
 
     def _handle(self, signum, frame) -> None:
         self.received = signum
+
+    def settle(self) -> None:
+        """The stop is done (checkpoint saved): let nothing interrupt the exit that follows."""
+        for sig in SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
 
     def agreed(self) -> bool:
         """True on every rank if any rank has received a stop signal."""

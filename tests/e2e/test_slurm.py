@@ -32,7 +32,8 @@ def slurm(tmp_path_factory):
     subprocess.run(["bash", str(CLUSTER), "start", str(state)], check=True, env=env,
                    timeout=120)
     yield {**os.environ, "SLURM_CONF": str(state / "slurm.conf"),
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "TEST_SLURM_STATE": str(state)}
     subprocess.run(["bash", str(CLUSTER), "stop", str(state)], check=False, timeout=60)
 
 
@@ -64,13 +65,20 @@ def test_sbatch_preempt_requeue_resume(slurm, tmp_path):
     metrics = out / "metrics.jsonl"
     _wait(lambda: metrics.exists() and metrics.read_text().strip(), 240, "the first step")
     _slurm(slurm, "scancel", "--signal=USR1", job_id)  # what --signal=USR1@300 sends
-    _wait(lambda: _job(slurm, job_id).get("Restarts") == "1", 240, "the requeue")
-    # Slurm holds a requeued job for two minutes before it is eligible again; start it now.
-    _slurm(slurm, "scontrol", "update", f"jobid={job_id}", "StartTime=now")
+    _wait(lambda: _job(slurm, job_id).get("Restarts") == "1"
+          and _job(slurm, job_id)["JobState"] == "PENDING", 240, "the requeue")
+    # Slurm holds a requeued job for two minutes before it is eligible again; start it sooner.
+    # Not at once: the requeue revoked the old launch credential, and slurmd refuses (job
+    # FAILED, "Job credential revoked") a credential issued within the same second.
+    _slurm(slurm, "scontrol", "update", f"jobid={job_id}", "StartTime=now+3")
     _wait(lambda: _job(slurm, job_id)["JobState"] in ("COMPLETED", "FAILED", "CANCELLED"),
           300, "the job to finish")
     text = log.read_text()
-    assert _job(slurm, job_id)["JobState"] == "COMPLETED", text[-3000:]
+    if _job(slurm, job_id)["JobState"] != "COMPLETED":
+        state = Path(slurm["TEST_SLURM_STATE"])
+        daemons = "".join(f"\n--- {name}\n" + (state / name).read_text()[-4000:]
+                          for name in ("slurmctld.log", "slurmd.log"))
+        raise AssertionError(f"{_job(slurm, job_id)}\n--- job log\n{text[-3000:]}{daemons}")
     assert "requeueing" in text and "resumed from" in text and "restart 1" in text
     resumed = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert [m["step"] for m in resumed] == [1, 2, 3, 4, 5, 6]
