@@ -2,15 +2,16 @@
 
     python -m tools.convert_checkpoint hf-to-engine --hf DIR --out DIR
     python -m tools.convert_checkpoint engine-to-hf --ckpt RUN/checkpoints/step_N --out DIR
-        [--tokenizer DIR] [--dtype bf16|fp32|fp16]     (--ckpt RUN: its newest checkpoint)
+        [--tokenizer DIR] [--dtype bf16|fp32|fp16] [--overwrite]
+                                                       (--ckpt RUN: its newest checkpoint)
 
 hf-to-engine writes a weights-only engine checkpoint (start a run from it with
 `model.init_from_checkpoint: DIR`; it loads at any TP/PP layout). engine-to-hf reads a checkpoint
 saved at any TP/PP/DP layout and writes sharded safetensors, model.safetensors.index.json,
 config.json and generation_config.json (+ the tokenizer's files) that `transformers` and vLLM
-load as they are. Both stream one layer at a time and print a JSON summary (bytes, seconds,
-GB/s, peak resident memory). A recipe can also read an HF directory directly:
-`model.init_from_hf: DIR`.
+load as they are; its --out must be new or empty (--overwrite: replace the model files in it).
+Both stream one layer at a time and print a JSON summary (bytes, seconds, GB/s, peak resident
+memory). A recipe can also read an HF directory directly: `model.init_from_hf: DIR`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def main() -> int:
     to_hf.add_argument("--out", required=True)
     to_hf.add_argument("--tokenizer")
     to_hf.add_argument("--dtype", choices=("bf16", "fp32", "fp16"))
+    to_hf.add_argument("--overwrite", action="store_true",
+                       help="replace the model files of a non-empty --out")
     args = parser.parse_args()
     start = time.perf_counter()
     layers = _num_layers(args)
@@ -59,7 +62,8 @@ def main() -> int:
     if args.command == "hf-to-engine":
         result = import_hf(args.hf, args.out, progress)
     else:
-        result = export_hf(args.ckpt, args.out, args.tokenizer, args.dtype, progress)
+        result = export_hf(args.ckpt, args.out, args.tokenizer, args.dtype, progress,
+                           overwrite=args.overwrite)
     seconds = time.perf_counter() - start
     result.update(seconds=seconds, gb_per_s=result["bytes"] / seconds / 1e9,
                   peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)

@@ -5,6 +5,11 @@ coordinates), one layer of each tensor at a time (`engine.checkpoint.reader`; no
 needed), maps them through `engine.hf.name_map` and appends them to sharded safetensors. Peak
 memory is about one layer plus the embedding, not the model. Writes config.json,
 generation_config.json and, when given a tokenizer directory, its files.
+
+The output directory must be new or empty: files left from another model beside new shards
+would be loaded in their place (a lone `model.safetensors` wins over a new index). With
+`overwrite`, the model files already there (weights, indexes, configs, tokenizer files) are
+removed first and anything else is left alone.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import torch
 
 from engine.checkpoint.reader import CheckpointTensors
 from engine.checkpoint.weights import find_checkpoint, stored_model_config
+from engine.errors import CheckpointError
 from engine.hf.config import hf_config_from_model
 from engine.hf.name_map import hf_names, rules
 from engine.hf.safetensors_io import HFWriter
@@ -24,14 +30,32 @@ from engine.hf.safetensors_io import HFWriter
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "tokenizer.model", "chat_template.jinja")
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}
+MODEL_FILES = ("*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin",
+               "pytorch_model.bin.index.json", "config.json", "generation_config.json",
+               *TOKENIZER_FILES)
+
+
+def prepare_output(out: Path, overwrite: bool) -> None:
+    """Refuse a non-empty `out`, or with `overwrite` clear the model files in it."""
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"--out {out} is a file, not a directory")
+    present = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if present and not overwrite:
+        raise CheckpointError(f"--out {out} is not empty ({', '.join(present[:4])}"
+                              f"{', ...' if len(present) > 4 else ''}): choose a new directory, "
+                              f"or pass --overwrite to replace the model in it")
+    for pattern in MODEL_FILES if present else ():
+        for old in out.glob(pattern):
+            old.unlink()
 
 
 def export_hf(ckpt: str | Path, out: str | Path, tokenizer: str | Path | None = None,
-              dtype: str | None = None, progress=None) -> dict:
+              dtype: str | None = None, progress=None, overwrite: bool = False) -> dict:
     """Write the HF model of checkpoint `ckpt` (or of a run dir's newest checkpoint) into
     `out`; returns what was written."""
     ckpt, out = find_checkpoint(ckpt), Path(out)
     m, _ = stored_model_config(ckpt)
+    prepare_output(out, overwrite)
     stored = CheckpointTensors(ckpt)
     target = DTYPES[dtype] if dtype else None
     order = [(layer, rule) for layer in [None, *range(m.num_layers)]
