@@ -3,7 +3,7 @@
 A source is a JSONL file, a JSON file (a list of records), a Parquet file, or a dataset saved
 with the Hugging Face `datasets` library (`save_to_disk`; a DatasetDict uses `split`, default
 train). `read_source` yields (location, record) pairs, locations being `file:line` or
-`path[record i]`. `take` takes from each source a `fraction` of its records (>1 repeats them) or a
+`path[record i]`; a JSONL line that is not UTF-8 or not JSON is a bad record of its own. `take` takes from each source a `fraction` of its records (>1 repeats them) or a
 `count`, chosen by a permutation seeded by (seed, source index), so a mixture is reproducible.
 """
 
@@ -28,17 +28,17 @@ def read_source(source: SourceConfig) -> Iterator[tuple[str, object]]:
     elif not path.is_file():
         raise DataError(f"{path}: data source not found")
     elif path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield f"{path}:{number}", json.loads(line)
-                except json.JSONDecodeError as e:
-                    yield f"{path}:{number}", BadRecord("invalid_json", f"invalid JSON ({e.msg})")
+        with path.open("rb") as f:  # decoded line by line: a bad byte spoils one record
+            for number, raw in enumerate(f, start=1):
+                yield from _jsonl_record(f"{path}:{number}", raw)
     elif path.suffix == ".json":
+        raw = path.read_bytes()
         try:
-            records = json.loads(path.read_text(encoding="utf-8"))
+            records = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            line = raw.count(b"\n", 0, e.start) + 1
+            raise DataError(f"{path}:{line}: invalid UTF-8 (byte {raw[e.start]:#04x} at offset "
+                            f"{e.start})") from None
         except json.JSONDecodeError as e:
             raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
         if not isinstance(records, list):
@@ -53,6 +53,22 @@ def read_source(source: SourceConfig) -> Iterator[tuple[str, object]]:
     else:
         raise DataError(f"{path}: unknown source format (expected .jsonl, .json, .parquet or a "
                         f"dataset directory saved with datasets.save_to_disk)")
+
+
+def _jsonl_record(location: str, raw: bytes) -> Iterator[tuple[str, object]]:
+    """The record of one JSONL line (none for a blank line), or a BadRecord naming the fault."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        yield location, BadRecord("invalid_utf8", f"invalid UTF-8 (byte {raw[e.start]:#04x} at "
+                                                  f"column {e.start + 1})")
+        return
+    if not line.strip():
+        return
+    try:
+        yield location, json.loads(line)
+    except json.JSONDecodeError as e:
+        yield location, BadRecord("invalid_json", f"invalid JSON ({e.msg})")
 
 
 def _read_saved_dataset(path: Path, split: str | None) -> Iterator[tuple[str, object]]:

@@ -108,3 +108,19 @@ def test_documents_are_cut_into_sequences(tmp_path):
     assert [len(s) for s in seqs] == [5, 5, 2]  # bos + 10 bytes + eos = 12 tokens
     assert [int(t) for s in seqs for t in s] == [tok.bos_id, *b"abcdefghij", tok.eos_id]
     assert counts[f"read:{source.path}"] == 1
+
+
+def test_invalid_utf8_is_a_bad_record_of_its_own_line(tmp_path):
+    path = tmp_path / "data.jsonl"
+    bad = b'{"messages": [{"role": "user", "content": "caf\xe9"}]}'
+    path.write_bytes(b"\n".join([json.dumps(GOOD).encode(), bad, json.dumps(GOOD).encode()]))
+    source = SourceConfig(path=str(path))
+    with pytest.raises(DataError, match=f"{path}:2: invalid UTF-8 \\(byte 0xe9 at column 47\\)"):
+        load_checked(source, check_messages, SkipReport(skip=False))
+    report = SkipReport(skip=True)
+    assert len(load_checked(source, check_messages, report)) == 2
+    assert report.counts == Counter({"invalid_utf8": 1})
+    whole = tmp_path / "data.json"
+    whole.write_bytes(b"[\n" + json.dumps(GOOD).encode() + b",\n" + bad + b"\n]")
+    with pytest.raises(DataError, match=f"{whole}:3: invalid UTF-8 \\(byte 0xe9"):
+        list(read_source(SourceConfig(path=str(whole))))
