@@ -24,12 +24,10 @@ from engine.cli import parse
 from engine.compat import platform
 from engine.data.packing import collate
 from engine.hf.importer import load_hf_weights
-from engine.launch.env import launch_env
-from engine.launch.process_groups import init_distributed, shutdown
-from engine.launch.seeds import seed_everything
-from engine.model.build import build_model, vocab_logits
-from engine.recipe import load_recipe
+from engine.launch.process_groups import shutdown
+from engine.model.build import vocab_logits
 from engine.train.schedule import forward_collect
+from tests.scripts.model_at_layout import model_at_layout
 
 
 def main():
@@ -37,14 +35,9 @@ def main():
     parser.add_argument("hf_dir")
     parser.add_argument("--engine-ckpt")
     args, overrides = parse(parser)
-    cfg = load_recipe(None, [f"model.init_from_hf={args.hf_dir}",
-                             "data.sources=[{path: unused}]", "train.max_steps=1", *overrides])
-    env = launch_env()
-    cfg.validate(env.world_size)
-    layout = init_distributed(cfg.parallel, env)
-    seed_everything(cfg.seed)
-    model = build_model(cfg, first_stage=layout.is_first_stage, last_stage=layout.is_last_stage,
-                        device=layout.device).eval()
+    cfg, layout, model = model_at_layout(None, [f"model.init_from_hf={args.hf_dir}",
+                                                "data.sources=[{path: unused}]",
+                                                "train.max_steps=1", *overrides])
     if args.engine_ckpt:
         load_checkpoint_weights(model, args.engine_ckpt)
     else:

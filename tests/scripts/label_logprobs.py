@@ -16,26 +16,17 @@ import numpy as np
 from engine.cli import parse
 from engine.data.packing import collate
 from engine.data.tokenizer import ByteTokenizer
-from engine.launch.env import launch_env
-from engine.launch.process_groups import init_distributed, shutdown
-from engine.launch.seeds import seed_everything
-from engine.model.build import build_model
+from engine.launch.process_groups import shutdown
 from engine.model.init import init_weights
-from engine.recipe import load_recipe
 from engine.train.schedule import label_logprobs
+from tests.scripts.model_at_layout import model_at_layout
 from tests.scripts.packed_vs_alone import TEXTS
 from tests.util import TINY
 
 
 def main():
     _, overrides = parse(argparse.ArgumentParser())
-    cfg = load_recipe(TINY, overrides)
-    env = launch_env()
-    cfg.validate(env.world_size)
-    layout = init_distributed(cfg.parallel, env)
-    seed_everything(cfg.seed)
-    model = build_model(cfg, first_stage=layout.is_first_stage, last_stage=layout.is_last_stage,
-                        device=layout.device).eval()
+    cfg, layout, model = model_at_layout(TINY, overrides)
     init_weights(model, cfg.model, cfg.seed)
     tok = ByteTokenizer()
     seqs = [np.asarray([tok.bos_id, *tok.encode(t)], dtype=np.int32) for t in TEXTS]

@@ -20,13 +20,11 @@ from engine.cli import parse
 from engine.compat import platform
 from engine.data.packing import collate
 from engine.data.tokenizer import ByteTokenizer
-from engine.launch.env import launch_env
-from engine.launch.process_groups import init_distributed, shutdown
-from engine.launch.seeds import seed_everything
-from engine.model.build import build_model, vocab_logits
+from engine.launch.process_groups import shutdown
+from engine.model.build import vocab_logits
 from engine.model.init import init_weights
-from engine.recipe import load_recipe
 from engine.train.schedule import forward_packed
+from tests.scripts.model_at_layout import model_at_layout
 from tests.util import TINY
 
 TEXTS = ["The capital of Peru is Lima. 3 + 4 = 7.", "Counting: 5, 6, 7, 8, 9.",
@@ -37,12 +35,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--one-sequence", action="store_true")
     args, overrides = parse(parser)
-    cfg = load_recipe(TINY, overrides)
-    env = launch_env()
-    cfg.validate(env.world_size)
-    layout = init_distributed(cfg.parallel, env)
-    seed_everything(cfg.seed)
-    model = build_model(cfg, first_stage=True, last_stage=True, device=layout.device).eval()
+    cfg, layout, model = model_at_layout(TINY, overrides, whole_model=True)
     init_weights(model, cfg.model, cfg.seed)
     tok = ByteTokenizer()
     seqs = [np.asarray([tok.bos_id, *tok.encode(t)], dtype=np.int32) for t in TEXTS]
