@@ -228,7 +228,7 @@ class Config:
         for key in ("gamma", "nll_alpha"):
             if getattr(self.dpo, key) < 0:
                 raise ConfigError(f"dpo.{key} must be >= 0, got {getattr(self.dpo, key)}")
-        _choice("optim.decay", self.optim.decay, ("cosine", "linear", "constant"))
+        self._validate_optim()
         for key, value in (("parallel.tp", p.tp), ("parallel.pp", p.pp),
                            ("model.num_layers", m.num_layers), ("model.hidden_size", m.hidden_size),
                            ("model.ffn_hidden_size", m.ffn_hidden_size),
@@ -284,6 +284,25 @@ class Config:
         if self.train.max_steps is not None:
             self.check_warmup(self.train.max_steps)
 
+    def _validate_optim(self) -> None:
+        o = self.optim
+        _choice("optim.decay", o.decay, ("cosine", "linear", "constant"))
+        for key, value in (("optim.lr", o.lr), ("optim.min_lr", o.min_lr),
+                           ("optim.weight_decay", o.weight_decay),
+                           ("optim.clip_grad", o.clip_grad),  # 0: no clipping
+                           ("optim.warmup_steps", o.warmup_steps),
+                           ("eval.every_steps", self.eval.every_steps),
+                           ("checkpoint.every_steps", self.checkpoint.every_steps)):
+            if value < 0:
+                raise ConfigError(f"{key} must be >= 0, got {value}")
+        if o.min_lr > o.lr:
+            raise ConfigError(f"optim.min_lr={o.min_lr} is larger than optim.lr={o.lr}")
+        for key, value in (("optim.beta1", o.beta1), ("optim.beta2", o.beta2)):
+            if not 0 <= value < 1:
+                raise ConfigError(f"{key} must be in [0, 1), got {value}")
+        if o.eps <= 0:
+            raise ConfigError(f"optim.eps must be > 0, got {o.eps}")
+
     def check_warmup(self, max_steps: int) -> None:
         if self.optim.warmup_ratio is None and self.optim.warmup_steps > max_steps:
             raise ConfigError(f"optim.warmup_steps={self.optim.warmup_steps} exceeds "
@@ -313,6 +332,11 @@ def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}")
 
 
+def _yaml_line(error: Exception) -> str:
+    mark = getattr(error, "problem_mark", None)
+    return f"{mark.line + 1}: " if mark is not None else " "
+
+
 def read_recipe(path: str | Path | None, overrides: list[str] = ()) -> tuple[dict, Path]:
     """The raw recipe mapping with `key=value` overrides applied (values parsed as YAML), and
     the folder relative paths are resolved against. `engine.recipe.load_recipe` builds the
@@ -329,7 +353,11 @@ def read_recipe(path: str | Path | None, overrides: list[str] = ()) -> tuple[dic
         if not path.is_file():
             raise ConfigError(f"recipe not found: {path}")
         with path.open() as f:
-            raw = yaml.safe_load(f) or {}
+            try:
+                raw = yaml.safe_load(f) or {}
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{path}:{_yaml_line(e)}invalid YAML "
+                                  f"({getattr(e, 'problem', None) or e})") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: a recipe must be a mapping of sections")
         base = path.resolve().parent
@@ -338,7 +366,12 @@ def read_recipe(path: str | Path | None, overrides: list[str] = ()) -> tuple[dic
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not of the form key=value")
-        _set_dotted(raw, key.strip(), yaml.safe_load(value))
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: invalid YAML value "
+                              f"({getattr(e, 'problem', None) or e})") from None
+        _set_dotted(raw, key.strip(), parsed)
         overridden.add(key.strip())
     train = raw.get("train")
     for given, replaced in (("train.max_steps", "epochs"), ("train.epochs", "max_steps")):
