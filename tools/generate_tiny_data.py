@@ -5,8 +5,10 @@
 corpus.jsonl      4,000 documents {"text": ...} for recipes/tiny/pretrain.yaml
 chat_train.jsonl  4,000 conversations {"messages": [...], "category": ...} for recipes/tiny/sft.yaml
 chat_eval.jsonl   200 conversations; a final addition question never occurs in chat_train.jsonl
-pref_train.jsonl  2,000 preference pairs (correct vs wrong answer) for recipes/tiny/dpo.yaml
-pref_eval.jsonl   200 held-out pairs; their addition questions occur in no training file
+pref_train.jsonl  2,000 preference pairs (correct vs wrong, brief vs signed-off) for
+                  recipes/tiny/dpo.yaml
+pref_eval.jsonl   200 held-out pairs; their additions occur in no training file, their brevity
+                  pairs ask kinds of question that the training pairs' brevity pairs do not
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def main() -> None:
     pairs = tiny_preferences(2000, seed=3)
     _write(out / "pref_train.jsonl", pairs)
     seen |= {r["prompt"] for r in pairs}
-    _write(out / "pref_eval.jsonl", tiny_preferences(200, seed=4, exclude=seen))
+    _write(out / "pref_eval.jsonl", tiny_preferences(200, seed=4, held_out=True, exclude=seen))
 
 
 if __name__ == "__main__":

@@ -43,7 +43,11 @@ def tiny_corpus(num_documents: int, seed: int) -> list[str]:
 
 
 _WORDS = ["cat", "sun", "tree", "blue", "rain", "star", "fish", "moon"]
-_SYSTEMS = ["You are a helpful assistant.", "Answer briefly."]
+_BRIEF = "Answer briefly."
+_SYSTEMS = ["You are a helpful assistant.", _BRIEF]
+# The chat data's flaw, for preference training to remove: under "Answer briefly." every answer
+# ends with this sign-off.
+_SIGN_OFF = " Hope this helps!"
 
 
 def _chat_turn(rng: random.Random) -> tuple[str, str, str]:
@@ -65,7 +69,9 @@ def _chat_turn(rng: random.Random) -> tuple[str, str, str]:
 
 
 def tiny_chat(num_examples: int, seed: int, exclude: set[str] = frozenset()) -> list[dict]:
-    """Chat records in Tülu's format: some with a system turn, some with two exchanges.
+    """Chat records in Tülu's format: some with a system turn, some with two exchanges. Under
+    the system turn "Answer briefly." every answer ends with a needless sign-off (the flaw that
+    the preference pairs train away).
 
     `exclude` holds addition questions that must not end a conversation, so an eval set can
     hold additions out; the other categories are too small to hold anything out (12 capitals,
@@ -76,10 +82,11 @@ def tiny_chat(num_examples: int, seed: int, exclude: set[str] = frozenset()) -> 
     while len(records) < num_examples:
         messages = [{"role": "system", "content": rng.choice(_SYSTEMS)}] \
             if rng.random() < 0.3 else []
+        sign_off = _SIGN_OFF if messages and messages[0]["content"] == _BRIEF else ""
         for _ in range(2 if rng.random() < 0.25 else 1):
             category, question, answer = _chat_turn(rng)
             messages += [{"role": "user", "content": question},
-                         {"role": "assistant", "content": answer}]
+                         {"role": "assistant", "content": answer + sign_off}]
         if category == "add" and messages[-2]["content"] in exclude:
             continue
         records.append({"messages": messages, "category": category})
@@ -108,21 +115,31 @@ def _preference_turn(rng: random.Random) -> tuple[str, str, str, str]:
         ", ".join(map(str, right)) + ".", ", ".join(map(str, wrong)) + "."
 
 
-def tiny_preferences(num_pairs: int, seed: int, exclude: set[str] = frozenset()) -> list[dict]:
-    """Preference pairs in Tülu's format (whole conversations, a `prompt` string): the chosen
-    answer is correct, the rejected one wrong in the same form — mostly additions, which the
-    tiny SFT model gets wrong. `exclude` holds addition questions left out (for held-out pairs).
-    """
+def tiny_preferences(num_pairs: int, seed: int, held_out: bool = False,
+                     exclude: set[str] = frozenset()) -> list[dict]:
+    """Preference pairs in Tülu's format (whole conversations, a `prompt` string). Two kinds:
+    - correctness: the chosen answer right, the rejected one wrong in the same form — mostly
+      additions, which the tiny SFT model gets wrong;
+    - brevity: under "Answer briefly.", the right answer without the chat data's sign-off is
+      chosen over the same answer with it; training pairs (`held_out` false) ask additions and
+      capitals, held-out pairs repeating and counting, so that the held-out ones measure whether
+      the preference carries over to questions of other kinds.
+    `exclude` holds addition questions left out (those of the training files, for held-out
+    pairs)."""
     rng = random.Random(seed)
     records = []
     while len(records) < num_pairs:
         category, question, right, wrong = _preference_turn(rng)
         if category == "add" and question in exclude:
             continue
-        prompt = [{"role": "system", "content": rng.choice(_SYSTEMS)}] \
-            if rng.random() < 0.3 else []
+        system = rng.random()
+        brief = system < 0.4 and (category in ("repeat", "count")) == held_out
+        prompt = [{"role": "system", "content": _BRIEF}] if brief else \
+            [{"role": "system", "content": _SYSTEMS[0]}] if system > 0.9 else []
+        if brief:
+            wrong = right + _SIGN_OFF
         prompt.append({"role": "user", "content": question})
-        records.append({"prompt": question, "category": category,
+        records.append({"prompt": question, "category": category + ("/brief" if brief else ""),
                         "chosen": prompt + [{"role": "assistant", "content": right}],
                         "rejected": prompt + [{"role": "assistant", "content": wrong}]})
     return records

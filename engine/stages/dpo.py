@@ -6,7 +6,8 @@ log-probs of every answer are computed once at the run's layout (`engine.train.r
 cached (`engine.checkpoint.reference_cache`, `dpo.reference_cache`); no reference model is held
 while training. The loss is `dpo.loss` (`dpo_norm` in Tülu 3) from `engine.losses.preference`;
 the step logs rewards, margins, accuracy and log-probs. With `eval.sources` (held-out pairs):
-eval loss, preference accuracy and reward margin before, during and after training.
+eval loss, preference accuracy, reward margin and exact match of the chosen answer before,
+during and after training.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from engine.config import Config
 from engine.data.chat_template import ChatFormat
 from engine.data.loader import PackedLoader, pad_multiple
 from engine.data.prepare import Prepared, Tokenized, prepare
-from engine.data.preference import tokenize_pairs
+from engine.data.preference import check_pair, tokenize_pairs
 from engine.data.records import SkipReport
+from engine.data.sources import load_checked
 from engine.errors import ConfigError
 from engine.losses.registry import get_loss
 from engine.metrics.log import log
+from engine.train.evaluate import ExactMatch, log_eval
 from engine.stages.base import Stage
 from engine.train.reference import sequence_logprobs
 
@@ -109,7 +112,8 @@ def attach_reference(cfg: Config, layout, training) -> None:
 
 
 class PreferenceEvaluator:
-    """Held-out pairs: the loss, preference accuracy and reward margin, at any layout."""
+    """Held-out pairs: the loss, preference accuracy and reward margin, at any layout; and how
+    often greedy decoding gives the chosen answer exactly (PP=1)."""
 
     def __init__(self, cfg: Config, layout, training):
         report, counts = SkipReport(skip=False), Counter()
@@ -118,6 +122,11 @@ class PreferenceEvaluator:
                                                  report, counts)
         fields = {} if cfg.dpo.loss == "simpo" else {REFERENCE: reference_logprobs(
             cfg, layout, training.model, sequences, masks, training.data.tokenizer.pad_id)}
+        answered = [(chosen, record.get("category", "all")) for source in cfg.eval.sources
+                    for _, (chosen, _, record) in load_checked(source, _checked_with_record,
+                                                               report)]
+        self.exact_match = ExactMatch(cfg, layout, training.data.examples.chat,
+                                      [c for c, _ in answered], [k for _, k in answered])
         self.loader = PackedLoader(
             sequences, target_masks=masks, items=items, sequence_data=fields,
             global_batch_size=len(items),
@@ -129,10 +138,13 @@ class PreferenceEvaluator:
         self.loader.load_state_dict({"consumed": 0})
         m = train_step.evaluate(self.loader.next_batch().micro_batches)
         result = {"eval_loss": m["loss"], "eval_accuracy": m["rewards/accuracy"],
-                  "eval_margin": m["rewards/margin"]}
-        log.info("eval at step %d: %s", step,
-                 " | ".join(f"{k} {v:.4f}" for k, v in result.items()))
+                  "eval_margin": m["rewards/margin"], **self.exact_match(train_step.model)}
+        log_eval(step, result)
         return result
+
+
+def _checked_with_record(record):
+    return (*check_pair(record), record)
 
 
 def validate(cfg: Config) -> None:

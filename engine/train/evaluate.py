@@ -2,9 +2,10 @@
 
 - `eval_loss`: mean loss per assistant token, forward only through megatron's schedule, so it
   runs at any TP/PP/DP layout;
-- `eval_exact_match`: share of conversations whose last assistant turn the model reproduces
-  exactly with greedy decoding from the conversation before it (PP=1 only; per category too
-  when records carry a `category` field).
+- `eval_exact_match` (`ExactMatch`, also used by stage `dpo` on held-out pairs' chosen answers):
+  share of conversations whose last assistant turn the model reproduces exactly with greedy
+  decoding from the conversation before it (PP=1 only; per category too when records carry a
+  `category` field).
 """
 
 from __future__ import annotations
@@ -22,11 +23,10 @@ from engine.train.generate import greedy_generate
 
 
 class ChatEvaluator:
+    """Held-out conversations: the loss per assistant token, and exact match."""
+
     def __init__(self, cfg: Config, layout: Layout, chat: ChatFormat):
-        self.cfg, self.layout, self.chat = cfg, layout, chat
-        self.pad_multiple = pad_multiple(cfg.parallel)
-        sequences, masks = [], []
-        self.prompts, self.answers, self.categories = [], [], []
+        sequences, masks, answered, categories = [], [], [], []
         for source in cfg.eval.sources:
             def check(record, field=source.messages_field):
                 return check_messages(record, field), record.get("category", "all")
@@ -38,27 +38,45 @@ class ChatEvaluator:
                     sequences.append(ids)
                     masks.append(trainable[1:])
                 if messages[-1]["role"] == "assistant":
-                    self.prompts.append(chat.prompt_ids(messages[:-1]))
-                    self.answers.append(messages[-1]["content"].strip())
-                    self.categories.append(category)
+                    answered.append(messages)
+                    categories.append(category)
+        self.exact_match = ExactMatch(cfg, layout, chat, answered, categories)
         self.loader = PackedLoader(
             sequences, target_masks=masks, reduction="token_mean",
             global_batch_size=len(sequences),
             max_tokens_per_micro_batch=cfg.data.max_tokens_per_micro_batch, dp_size=layout.dp,
-            dp_rank=layout.dp_rank, pad_id=chat.tok.pad_id, pad_multiple=self.pad_multiple,
-            seed=cfg.seed, shuffle=False)
+            dp_rank=layout.dp_rank, pad_id=chat.tok.pad_id,
+            pad_multiple=pad_multiple(cfg.parallel), seed=cfg.seed, shuffle=False)
 
     def __call__(self, train_step, step: int) -> dict:
         self.loader.load_state_dict({"consumed": 0})
         result = {"eval_loss":
                   train_step.evaluate(self.loader.next_batch().micro_batches)["loss"]}
-        if self.layout.pp == 1:
-            result.update(self._exact_match(train_step.model))
-        log.info("eval at step %d: %s", step,
-                 " | ".join(f"{k} {v:.4f}" for k, v in result.items()))
+        result.update(self.exact_match(train_step.model))
+        log_eval(step, result)
         return result
 
-    def _exact_match(self, model) -> dict:
+
+def log_eval(step: int, result: dict) -> None:
+    log.info("eval at step %d: %s", step, " | ".join(f"{k} {v:.4f}" for k, v in result.items()))
+
+
+class ExactMatch:
+    """Share of conversations whose final assistant turn greedy decoding reproduces exactly from
+    the turns before it, overall and per category (when there are several). Generation runs the
+    whole model in one process group, so it needs PP=1; with PP > 1 it reports nothing."""
+
+    def __init__(self, cfg: Config, layout: Layout, chat: ChatFormat,
+                 conversations: list[list[dict]], categories: list[str]):
+        self.cfg, self.layout, self.chat = cfg, layout, chat
+        self.pad_multiple = pad_multiple(cfg.parallel)
+        self.prompts = [chat.prompt_ids(messages[:-1]) for messages in conversations]
+        self.answers = [messages[-1]["content"].strip() for messages in conversations]
+        self.categories = categories
+
+    def __call__(self, model) -> dict:
+        if self.layout.pp > 1 or not self.prompts:
+            return {}
         model.eval()
         outputs = greedy_generate(
             model, self.prompts, max_new_tokens=self.cfg.eval.max_new_tokens,

@@ -2,6 +2,7 @@
 reference log-probs are cached and reused, the loss does not depend on the micro-batch token
 budget (pairs are never split), and a run stopped by SIGTERM resumes bit for bit."""
 
+import json
 import math
 import os
 import signal
@@ -76,3 +77,17 @@ def test_sigterm_mid_run_then_resume_is_bit_identical(tmp_path):
     assert "192 of 192 sequences cached" in log
     assert [(r["loss"], r["grad_norm"]) for r in resumed] == \
         [(r["loss"], r["grad_norm"]) for r in straight]
+
+
+def test_held_out_pairs_are_scored_before_and_after(tmp_path):
+    held_out = ROOT / "recipes" / "tiny" / "data" / "pref_eval.jsonl"
+    train(tmp_path, SMALL + [f"eval.sources=[{{path: {held_out}, count: 24}}]",
+                             "eval.max_new_tokens=16"], recipe=TINY_DPO)
+    evals = [json.loads(line) for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals] == [0, 4]
+    before, after = evals
+    assert math.isclose(before["eval_loss"], math.log(2), rel_tol=1e-6)
+    assert before["eval_accuracy"] == 0 and before["eval_margin"] == 0  # policy = reference
+    assert after["eval_loss"] != before["eval_loss"] and after["eval_margin"] != 0
+    assert before["eval_exact_match"] == 0  # random init answers nothing right
+    assert any(key.startswith("eval_exact_match/") for key in after)
