@@ -170,10 +170,13 @@ class DPOConfig:
 
 @dataclass
 class CheckpointConfig:
-    """Saved every `every_steps` (0: never periodically), at the end, and on SIGTERM/SIGUSR1."""
+    """Saved every `every_steps` (0: never periodically), at the end, and on SIGTERM/SIGUSR1.
+    A resumed run must keep the recipe its checkpoint records, except for the keys (or sections)
+    listed in `allow_changes` (`engine.train.run_dir`)."""
 
     every_steps: int = 0
     keep_last: int = 2
+    allow_changes: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -56,7 +56,7 @@ def step(cfg, warmup: int, steps: int, trace: str | None) -> dict | None:
     try:
         setup_logging(None)
         stage = get_stage(cfg.stage)
-        t = build_training(cfg, layout, stage, out=None)
+        t = build_training(cfg, layout, stage, run_dir=None)
         stage.before_training(cfg, layout, t)
         timer = PhaseTimer()
         t.step.time_phases(timer)

@@ -4,8 +4,11 @@ TP/PP/DP layout.
     OUTPUT_DIR/checkpoints/step_N/        complete checkpoints (megatron dist_checkpointing)
     OUTPUT_DIR/checkpoints/step_N.tmp/    a save in progress (or one killed mid-write)
 
-A save writes into `step_N.tmp` and renames it to `step_N` only after every rank has finished,
-so a crash mid-write never leaves a directory that looks complete; `latest()` ignores `.tmp`.
+A save writes into `step_N.tmp` and renames it to `step_N` only after every rank has finished
+and `manifest.json` records every file's size and CRC32 (`engine.checkpoint.manifest`), so a
+crash mid-write never leaves a directory that looks complete; `latest()` ignores `.tmp`, and
+`newest_intact()` (what a resume uses) also skips, and sets aside, a checkpoint whose files no
+longer match their manifest.
 The `keep_last` newest complete checkpoints are kept. Model and optimizer states are saved in
 megatron's layout-free form (every parameter and its Adam moments in global coordinates;
 `fully_reshardable` for the distributed optimizer), so a checkpoint loads at any layout.
@@ -30,8 +33,12 @@ from megatron.core.dist_checkpointing.mapping import ShardedObject
 from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
 from megatron.core.tensor_parallel import get_cuda_rng_tracker
 
+from engine.checkpoint.manifest import (checkpoint_files, file_digests, has_manifest,
+                                        verify_share, write_manifest)
 from engine.compat import platform
+from engine.errors import CheckpointError
 from engine.launch.layout import Layout
+from engine.metrics.log import log
 
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 # The distributed optimizer's layout-free format: states gathered per parameter on save, each
@@ -55,6 +62,41 @@ def complete_checkpoints(root: Path) -> list[tuple[int, Path]]:
 def latest(root: Path) -> tuple[int, Path] | None:
     found = complete_checkpoints(root)
     return found[-1] if found else None
+
+
+def newest_intact(root: Path, layout: Layout) -> tuple[int, Path] | None:
+    """The newest complete checkpoint whose files match their manifest (every rank checks a
+    share of the files). A damaged one is renamed `step_N.damaged`, saying what is wrong, and
+    the next older one is tried; if every checkpoint is damaged, that is an error."""
+    damaged = []
+    for step, path in reversed(complete_checkpoints(root)):
+        if not has_manifest(path):
+            log.warning("%s was saved without a manifest: resuming from it unverified", path)
+            return step, path
+        shares = [None] * layout.world_size
+        dist.all_gather_object(shares, verify_share(path, layout.rank, layout.world_size))
+        problems = sorted({p for share in shares for p in share})
+        if not problems:
+            if damaged:
+                log.warning("resuming from %s, the newest intact checkpoint", path)
+            return step, path
+        damaged.append(f"{path.name}: {'; '.join(problems[:3])}")
+        log.warning("checkpoint %s is damaged (%s); set aside as %s.damaged", path,
+                    "; ".join(problems[:3]), path.name)
+        dist.barrier()
+        if layout.rank == 0:
+            os.replace(path, path.with_name(f"{path.name}.damaged"))
+        dist.barrier()
+    if damaged:
+        raise CheckpointError(f"{root}: no intact checkpoint to resume from ({' | '.join(damaged)}"
+                              f"); the damaged ones are kept as step_N.damaged")
+    return None
+
+
+def read_meta(path: Path) -> dict:
+    """What a checkpoint records beside the tensors (model config, precision, recipe, data
+    fingerprint), read without a process group."""
+    return dist_checkpointing.load_common_state_dict(str(path)).get("meta", {})
 
 
 def _module(model):
@@ -115,7 +157,12 @@ def save(root: Path, step: int, model, optimizer, scheduler, loader, layout: Lay
                  layout={"tp": layout.tp, "pp": layout.pp}, meta=meta)
     dist_checkpointing.save(state, str(tmp))
     dist.barrier()
+    names = [checkpoint_files(tmp) if layout.rank == 0 else None]
+    dist.broadcast_object_list(names, src=0)
+    shares = [None] * layout.world_size
+    dist.all_gather_object(shares, file_digests(tmp, names[0][layout.rank::layout.world_size]))
     if layout.rank == 0:
+        write_manifest(tmp, {name: d for share in shares for name, d in share.items()})
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         _fsync_dir(root)

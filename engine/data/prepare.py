@@ -1,6 +1,7 @@
 """Data preparation shared by the stages: the recipe's tokenizer, a stage's tokenized examples,
 and the counts that say what happened to every example (read, kept, skipped by reason,
-truncated, tokens, trainable tokens). `tools/prepare_data.py` prints the same counts without
+truncated, tokens, trainable tokens) with a fingerprint of what is trained on (a resumed run
+checks it). `tools/prepare_data.py` prints the same counts without
 training.
 
     data = prepare(cfg, tokenize)     # tokenize(tokenizer, report, counts) -> Tokenized
@@ -9,6 +10,7 @@ training.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
@@ -80,8 +82,22 @@ def prepare(cfg: Config, tokenize: Callable[[Tokenizer, SkipReport, Counter], To
         "sequences": len(sequences),
         "tokens": int(sum(len(s) for s in sequences)),
         "trainable_tokens": int(sum(int(m.sum()) for m in masks)),
+        "fingerprint": fingerprint(examples),
     }
     return Prepared(tok, examples, stats)
+
+
+def fingerprint(examples: Tokenized) -> str:
+    """A hash of exactly what is trained on: every sequence's tokens and loss mask, in order,
+    and how they are grouped into items."""
+    h = hashlib.blake2b(digest_size=16)
+    for ids, mask in zip(examples.sequences, examples.target_masks):
+        h.update(len(ids).to_bytes(8, "little"))
+        h.update(np.ascontiguousarray(ids, dtype=np.int32))
+        h.update(np.packbits(np.asarray(mask, dtype=bool)))
+    if examples.items is not None:
+        h.update(np.asarray(examples.items, dtype=np.int64).tobytes())
+    return h.hexdigest()
 
 
 def build_loader(cfg: Config, data: Prepared, dp_size: int, dp_rank: int) -> PackedLoader:

@@ -10,10 +10,29 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from engine.atomic import write_atomic
+from engine.metrics.log import log
+
+
+def _records_up_to(path: Path, step: int) -> list[str]:
+    """The lines of records up to `step`. A line that does not parse (a write cut short by a
+    crash or a full disk) is dropped, saying so."""
+    kept = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            log.warning("%s:%d: dropped an unreadable record (a write cut short?)", path, number)
+            continue
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+            kept.append(line)
+    return kept
+
 
 class MetricsWriter:
     """Appends to the run dir's JSONL files. A resumed run first drops the records past the step
-    it resumed from (written after its last checkpoint), so each step appears once."""
+    it resumed from (written after its last checkpoint), so each step appears once; the file is
+    rewritten atomically, so a kill at that moment loses nothing."""
 
     def __init__(self, output_dir: Path | None, tensorboard: bool, after_step: int = 0):
         self.enabled = output_dir is not None
@@ -23,10 +42,8 @@ class MetricsWriter:
         self.files = {}
         for name in ("metrics", "eval"):
             path = output_dir / f"{name}.jsonl"
-            kept = [line for line in path.read_text().splitlines()
-                    if after_step and json.loads(line)["step"] <= after_step] \
-                if path.exists() else []
-            path.write_text("".join(line + "\n" for line in kept))
+            kept = _records_up_to(path, after_step) if path.exists() and after_step else []
+            write_atomic(path, "".join(line + "\n" for line in kept))
             self.files[name] = path.open("a")
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter

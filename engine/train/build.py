@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
+from engine.atomic import write_atomic
 from engine.checkpoint.weights import load_checkpoint_weights
 from engine.compat import platform
 from engine.config import Config
@@ -20,6 +20,7 @@ from engine.metrics.log import log
 from engine.model.build import build_model
 from engine.model.init import init_weights
 from engine.train.optimizer import build_optimizer, wrap_for_training
+from engine.train.run_dir import RunDir, check_resumed_data
 from engine.train.step import TrainStep
 
 
@@ -53,17 +54,19 @@ def build_model_with_weights(cfg: Config, layout: Layout):
     return model
 
 
-def build_training(cfg: Config, layout: Layout, stage, out: Path | None) -> Training:
+def build_training(cfg: Config, layout: Layout, stage, run_dir: RunDir | None) -> Training:
     """For `stage` (an `engine.stages.base.Stage`: its data and loss). Logs what it built and
-    writes data_stats.json into `out` on the logging rank."""
+    writes data_stats.json into the run dir on the logging rank; a resumed run's data must be
+    the data of its checkpoint (checked before the model is built)."""
     log.info("platform: %s", platform.describe())
     log.info("layout: world=%d tp=%d pp=%d dp=%d sp=%s distributed_optimizer=%s precision=%s "
              "stage=%s", layout.world_size, layout.tp, layout.pp, layout.dp, cfg.parallel.sp,
              cfg.parallel.distributed_optimizer, cfg.precision, stage.name)
     data = stage.prepare(cfg)
     stats = data.stats
-    if out is not None and layout.is_logger:
-        (out / "data_stats.json").write_text(json.dumps(stats, indent=1))
+    check_resumed_data(run_dir, cfg, stats["fingerprint"])
+    if run_dir is not None and layout.is_logger:
+        write_atomic(run_dir.path / "data_stats.json", json.dumps(stats, indent=1))
     log.info("data: %d examples read, %d kept, skipped %s, %d truncated; %d tokens, %d trainable",
              stats["examples_read"], stats["examples_kept"], stats["skipped"] or "none",
              stats["truncated"], stats["tokens"], stats["trainable_tokens"])

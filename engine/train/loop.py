@@ -9,16 +9,17 @@ from __future__ import annotations
 from engine.config import Config
 from engine.launch.layout import Layout
 from engine.train.build import build_training
-from engine.train.run import Run, open_run_dir
+from engine.train.run import Run
+from engine.train.run_dir import open_run_dir
 
 
 def train(cfg: Config, layout: Layout, stage) -> int:
     """Train `stage` (an `engine.stages.base.Stage`) to its last step."""
-    out = open_run_dir(cfg, layout)
-    training = build_training(cfg, layout, stage, out)
+    run_dir = open_run_dir(cfg, layout)
+    training = build_training(cfg, layout, stage, run_dir)
     stage.before_training(cfg, layout, training)  # the initial model, before any resume
     evaluator = stage.evaluator(cfg, layout, training)
-    with Run(cfg, layout, training, out, evaluator) as run:
+    with Run(cfg, layout, training, run_dir, evaluator) as run:
         for step in run.steps():
             batch = training.loader.next_batch()
             run.record(step, batch, training.step(batch.micro_batches))

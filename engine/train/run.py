@@ -1,55 +1,46 @@
 """The plumbing every stage's loop shares: run dir, resume, periodic and signal-driven
 checkpoints, evaluation, metrics and the progress line.
 
-    out = open_run_dir(cfg, layout)
-    training = build_training(cfg, layout, stage, out)
-    with Run(cfg, layout, training, out, evaluator) as run:
+    run_dir = open_run_dir(cfg, layout)          # engine.train.run_dir: lock, resume check
+    training = build_training(cfg, layout, stage, run_dir)
+    with Run(cfg, layout, training, run_dir, evaluator) as run:
         for step in run.steps():          # from the resumed step; stops early on a signal
             batch = training.loader.next_batch()
             run.record(step, batch, training.step(batch.micro_batches))
     return run.exit_code
 
 A stage with its own outer loop (generate, score, train, refit) writes its body inside the same
-`for`; everything around it is here. Run dir (`output_dir`): `config.yaml` (resolved),
-`data_stats.json`, `metrics.jsonl`, `eval.jsonl`, `checkpoints/step_N/`, `tensorboard/`,
-`train.log`. A run whose run dir holds a complete checkpoint resumes from the newest one.
+`for`; everything around it is here. Run dir (`output_dir`): `config.yaml` (resolved; every
+start's in `config_history/`), `run.lock`, `data_stats.json`, `metrics.jsonl`, `eval.jsonl`,
+`checkpoints/step_N/`, `tensorboard/`, `train.log`. A run whose run dir holds a complete
+checkpoint resumes from the newest one (`engine.train.run_dir` checks the recipe against it).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 from typing import Callable, Iterator
-
-import yaml
 
 from engine.checkpoint import train_state
 from engine.config import Config
 from engine.launch.layout import Layout
-from engine.metrics.log import log, setup_logging
+from engine.metrics.log import log
 from engine.metrics.progress import Progress
 from engine.metrics.writer import MetricsWriter
 from engine.train.build import Training
+from engine.train.run_dir import RunDir
 from engine.train.signals import EXIT_REQUEUE, StopRequest
 
 
-def open_run_dir(cfg: Config, layout: Layout) -> Path:
-    """Start logging (train.log on the logging rank) and write the resolved recipe."""
-    out = Path(cfg.output_dir)
-    setup_logging(out if layout.is_logger else None)
-    if layout.is_logger:
-        (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    return out
-
-
 class Run:
-    def __init__(self, cfg: Config, layout: Layout, training: Training, out: Path,
+    def __init__(self, cfg: Config, layout: Layout, training: Training, run_dir: RunDir,
                  evaluator: Callable | None = None):
+        out = run_dir.path
         self.cfg, self.layout, self.t, self.out, self.evaluator = \
             cfg, layout, training, out, evaluator
         self.root = train_state.checkpoint_root(out)
         self.start_step = self.saved_step = 0
-        found = train_state.latest(self.root)
+        found = run_dir.resume
         if found is not None:
             t = training
             self.start_step = self.saved_step = train_state.load(
@@ -71,7 +62,9 @@ class Run:
         path = train_state.save(self.root, step, t.model, t.optimizer, t.scheduler, t.loader,
                                 self.layout, self.cfg.checkpoint.keep_last,
                                 meta={"model": asdict(self.cfg.model),
-                                      "precision": self.cfg.precision})
+                                      "precision": self.cfg.precision,
+                                      "recipe": self.cfg.to_dict(),
+                                      "data_fingerprint": t.data.stats["fingerprint"]})
         self.saved_step = step
         log.info("saved checkpoint %s", path)
 
@@ -89,6 +82,10 @@ class Run:
         checkpoints and ends the iteration with `exit_code` = EXIT_REQUEUE). After the last
         step: the final checkpoint and evaluation."""
         cfg, max_steps = self.cfg, self.t.max_steps
+        if self.start_step >= max_steps:
+            log.info("already finished: step %d of %d is in %s; nothing to train",
+                     self.start_step, max_steps, self.root)
+            return
         if self.start_step == 0:
             self.evaluate(0)
         stop = StopRequest(self.layout.device)

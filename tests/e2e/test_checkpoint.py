@@ -133,3 +133,40 @@ def test_kill_9_at_any_moment_then_resume(straight, tmp_path):
         assert found is not None and (found[1] / "metadata.json").is_file()
     resumed = train(out, STEPS + ["checkpoint.every_steps=1"])
     assert [m["loss"] for m in resumed] == [m["loss"] for m in _metrics(straight)]
+
+
+def _zero(path):
+    path.write_bytes(b"\0" * path.stat().st_size)
+
+
+@pytest.mark.parametrize("damage", [
+    lambda ckpt: _zero(sorted(ckpt.glob("*.distcp"))[0]),   # same size, other bytes
+    lambda ckpt: (ckpt / "common.pt").unlink(),
+], ids=["zeroed-shard", "missing-common"])
+def test_damaged_newest_checkpoint_falls_back_to_the_previous(straight, tmp_path, damage):
+    """The newest checkpoint's files no longer match its manifest: it is set aside as
+    step_6.damaged and the run resumes from step_4, ending with the straight run's losses. A
+    torn last line in metrics.jsonl (a write cut short) is dropped, not fatal."""
+    out = tmp_path / "run"
+    shutil.copytree(straight, out)
+    damage(out / "checkpoints" / "step_6")
+    with (out / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 7, "lo')
+    resumed = train(out, STEPS + ["checkpoint.every_steps=2"])
+    assert [m["loss"] for m in resumed] == [m["loss"] for m in _metrics(straight)]
+    log = (out / "train.log").read_text()
+    assert "checkpoint" in log and "step_6 is damaged" in log and "resumed from" in log
+    assert (out / "checkpoints" / "step_6.damaged").is_dir()
+    assert "metrics.jsonl:7: dropped an unreadable record" in log
+
+
+def test_no_intact_checkpoint_is_an_error(straight, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(straight, out)
+    for ckpt in (out / "checkpoints").iterdir():
+        _zero(sorted(ckpt.glob("*.distcp"))[0])
+    proc = subprocess.run([sys.executable, "-m", "engine.train", str(TINY), f"output_dir={out}",
+                           *STEPS], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert f"error: {out / 'checkpoints'}: no intact checkpoint to resume from" in proc.stderr
+    assert "Traceback" not in proc.stderr
