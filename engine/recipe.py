@@ -4,7 +4,8 @@ architecture of the model the run starts from, read from that model, and the sta
     cfg = load_recipe("recipes/tiny/sft.yaml", ["train.max_steps=10"])
     cfg.validate(world_size)          # the layout, once the world size is known
 
-With `model.init_from_hf` the architecture comes from the HF directory's config.json, with
+With `model.init_from_hf` the architecture comes from the HF directory's config.json (and its
+weight files are checked to be present and readable), with
 `model.init_from_checkpoint` (a checkpoint, or a run dir: its newest checkpoint) from the
 checkpoint's stored model config; architecture keys the recipe also sets must agree with it.
 `stage` must name a module of `engine.stages`, which then checks the keys only it cares about.
@@ -18,6 +19,7 @@ from pathlib import Path
 from engine.checkpoint.weights import find_checkpoint, stored_model_config
 from engine.config import Config, ConfigError, ModelConfig, build_config, read_recipe
 from engine.hf.config import hf_architecture
+from engine.hf.safetensors_io import HFReader
 from engine.stages import get_stage
 
 # Keys that describe how the engine holds a model, not the model itself.
@@ -30,6 +32,7 @@ def load_recipe(path: str | Path | None, overrides: list[str] = ()) -> Config:
     recipe_model = raw.get("model") or {}
     if cfg.model.init_from_hf:
         _take_architecture(cfg, recipe_model, *hf_architecture(cfg.model.init_from_hf))
+        HFReader(cfg.model.init_from_hf)  # shards present and readable, before any model
     if cfg.model.init_from_checkpoint:  # a checkpoint, or a run dir: its newest checkpoint
         cfg.model.init_from_checkpoint = str(find_checkpoint(cfg.model.init_from_checkpoint))
         _take_architecture(cfg, recipe_model,

@@ -19,6 +19,7 @@ numbers (no dropout; data order comes from the loader's own seeded permutation).
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import re
@@ -32,6 +33,7 @@ from megatron.core import dist_checkpointing
 from megatron.core.dist_checkpointing.mapping import ShardedObject
 from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
 from megatron.core.tensor_parallel import get_cuda_rng_tracker
+from torch.distributed.checkpoint.api import CheckpointException
 
 from engine.checkpoint.manifest import (checkpoint_files, file_digests, has_manifest,
                                         verify_share, write_manifest)
@@ -155,7 +157,15 @@ def save(root: Path, step: int, model, optimizer, scheduler, loader, layout: Lay
     state = _sharded_state(model, optimizer, layout, is_loading=False, with_rng=True)
     state.update(step=step, scheduler=scheduler.state_dict(), loader=loader.state_dict(),
                  layout={"tp": layout.tp, "pp": layout.pp}, meta=meta)
-    dist_checkpointing.save(state, str(tmp))
+    try:
+        dist_checkpointing.save(state, str(tmp))
+    except (Exception, CheckpointException) as e:  # the latter is a BaseException
+        if not _out_of_space(e, tmp):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(f"cannot save checkpoint step {step} in {root}: no space left on "
+                              f"device (free some and start again: the run resumes from its "
+                              f"last complete checkpoint)") from None
     dist.barrier()
     names = [checkpoint_files(tmp) if layout.rank == 0 else None]
     dist.broadcast_object_list(names, src=0)
@@ -170,6 +180,22 @@ def save(root: Path, step: int, model, optimizer, scheduler, loader, layout: Lay
             shutil.rmtree(old, ignore_errors=True)
     dist.barrier()
     return final
+
+
+_NEARLY_FULL = 64 << 20  # bytes
+
+
+def _out_of_space(error: BaseException, directory: Path) -> bool:
+    """Whether a save failed for a full disk: an ENOSPC error (dist_checkpointing formats its
+    workers' errors into its own), or a file system left with almost no free space (torch's
+    zip writer reports a full disk as a position mismatch)."""
+    if (isinstance(error, OSError) and error.errno == errno.ENOSPC) or \
+            os.strerror(errno.ENOSPC) in str(error):
+        return True
+    try:
+        return shutil.disk_usage(directory).free < _NEARLY_FULL
+    except OSError:
+        return False
 
 
 def load(path: Path, model, optimizer, scheduler, loader, layout: Layout) -> int:

@@ -15,22 +15,36 @@ import struct
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 from engine.errors import CheckpointError
 
 
+def _tensor_names(shard: Path) -> set[str]:
+    """The tensors a shard's header lists; a file that is not safetensors is an error naming it."""
+    try:
+        with safe_open(shard, framework="pt") as f:
+            return set(f.keys())
+    except SafetensorError as e:
+        raise CheckpointError(f"{shard}: not a readable safetensors file ({e})") from None
+
+
 class HFReader:
+    """Checks on opening that the index parses, every shard exists and has a readable header
+    listing the tensors the index puts in it."""
+
     def __init__(self, directory: str | Path):
         self.dir = Path(directory)
         index = self.dir / "model.safetensors.index.json"
         single = self.dir / "model.safetensors"
         if index.is_file():
-            self.files = {name: self.dir / f
-                          for name, f in json.loads(index.read_text())["weight_map"].items()}
+            try:
+                weight_map = json.loads(index.read_text())["weight_map"]
+            except (ValueError, KeyError, TypeError) as e:
+                raise CheckpointError(f"{index}: not a safetensors index ({e})") from None
+            self.files = {name: self.dir / f for name, f in weight_map.items()}
         elif single.is_file():
-            with safe_open(single, framework="pt") as f:
-                self.files = {name: single for name in f.keys()}
+            self.files = {name: single for name in _tensor_names(single)}
         else:
             raise CheckpointError(f"{self.dir}: no model.safetensors or "
                                   f"model.safetensors.index.json")
@@ -38,6 +52,13 @@ class HFReader:
         if missing:
             raise CheckpointError(f"{self.dir}: missing shard(s) {', '.join(missing)} listed in "
                                   f"model.safetensors.index.json")
+        if index.is_file():
+            for shard in sorted(set(self.files.values())):
+                listed = {n for n, f in self.files.items() if f == shard}
+                absent = sorted(listed - _tensor_names(shard))
+                if absent:
+                    raise CheckpointError(f"{shard}: does not hold tensor(s) the index puts in "
+                                          f"it, e.g. {absent[0]}")
 
     def names(self) -> set[str]:
         return set(self.files)

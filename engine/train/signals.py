@@ -1,6 +1,7 @@
-"""Preemption: SIGTERM and SIGUSR1 (what Slurm sends before preemption or the time limit) ask the
-run to save a checkpoint at the next step boundary and exit with `EXIT_REQUEUE`, which the
-sbatch scripts turn into `scontrol requeue`.
+"""Preemption: SIGTERM and SIGUSR1 (what Slurm sends before preemption or the time limit), and
+Ctrl-C (SIGINT), ask the run to save a checkpoint at the next step boundary and exit with
+`EXIT_REQUEUE`, which the sbatch scripts turn into `scontrol requeue`. A second Ctrl-C aborts at
+once, without saving.
 
 The flag is agreed on by all ranks at every step boundary (one all-reduce of a scalar), since
 the signal may reach the ranks at different moments. Once the checkpoint is saved, further stop
@@ -16,8 +17,10 @@ import signal
 import torch
 import torch.distributed as dist
 
+from engine.metrics.log import log
+
 EXIT_REQUEUE = 3
-SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
 class StopRequest:
@@ -28,6 +31,12 @@ class StopRequest:
             signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame) -> None:
+        if signum == signal.SIGINT and self.received is not None:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            raise KeyboardInterrupt("second Ctrl-C: aborted without saving")
+        if signum == signal.SIGINT:
+            log.warning("Ctrl-C: saving a checkpoint after this step, then stopping (Ctrl-C "
+                        "again to abort without saving)")
         self.received = signum
 
     def settle(self) -> None:

@@ -1,5 +1,6 @@
 """Checkpoints: atomic saves, automatic resume, exact continuation (same layout: bit-identical;
-another layout: within fp32 reduction noise), SIGTERM/SIGUSR1 preemption."""
+another layout: within fp32 reduction noise), SIGTERM/SIGUSR1 preemption and Ctrl-C, damaged
+checkpoints, a full disk."""
 
 import json
 import os
@@ -83,7 +84,8 @@ def test_distributed_optimizer_resume_same_and_other_layout(tmp_path):
         assert abs(x["loss"] - y["loss"]) <= 1e-5, (x, y)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM], ids=["SIGUSR1", "SIGTERM"])
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM, signal.SIGINT],
+                         ids=["SIGUSR1", "SIGTERM", "SIGINT"])
 def test_signal_saves_and_exits_for_requeue(straight, tmp_path, sig):
     """Slurm signals every task before preemption or the time limit: the run checkpoints at the
     next step boundary, exits with EXIT_REQUEUE, and the requeued run continues exactly."""
@@ -170,3 +172,21 @@ def test_no_intact_checkpoint_is_an_error(straight, tmp_path):
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert f"error: {out / 'checkpoints'}: no intact checkpoint to resume from" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_full_disk_is_named(tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs",
+                                            str(small)], capture_output=True).returncode:
+        pytest.skip("needs root to mount a 1 MB tmpfs")
+    try:
+        proc = subprocess.run([sys.executable, "-m", "engine.train", str(TINY),
+                               f"output_dir={small / 'run'}", *STEPS], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        assert f"error: cannot save checkpoint step 6 in {small / 'run' / 'checkpoints'}: no " \
+               f"space left on device" in proc.stderr and "Traceback" not in proc.stderr
+        assert not list((small / "run" / "checkpoints").iterdir())  # the partial save removed
+    finally:
+        subprocess.run(["umount", str(small)], check=True)

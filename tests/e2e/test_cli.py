@@ -3,6 +3,7 @@ status 2 and one `error: ...` line naming the key, file and line, or checkpoint 
 process group, never with a traceback; `key=value` overrides go anywhere on the line."""
 
 import json
+import shutil
 
 from tests.util import TINY, launch
 
@@ -62,3 +63,24 @@ def test_overrides_are_accepted_after_flags():
 
     assert flops("--seq-len", "128", "model.num_layers=8") == \
         flops("model.num_layers=8", "--seq-len", "128") > flops("--seq-len", "128")
+
+
+def test_output_dir_that_cannot_be_created_is_named(tmp_path):
+    (tmp_path / "file").write_text("")
+    _fails_cleanly(launch(["engine.train", str(TINY), f"output_dir={tmp_path / 'file' / 'run'}"],
+                          timeout=120),
+                   f"output_dir={tmp_path / 'file' / 'run'}: cannot create it (Not a directory)")
+
+
+def test_corrupt_safetensors_is_named_before_any_model(tmp_path, hf_models):
+    broken = tmp_path / "hf"
+    shutil.copytree(hf_models["llama-mqa-tied"], broken)
+    shard = sorted(broken.glob("*.safetensors"))[0]
+    shard.write_bytes(shard.read_bytes()[:100])
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"stage: pretrain\nmodel:\n  init_from_hf: {broken}\ndata:\n  sources: "
+                      f"[{{path: unused.jsonl}}]\n  tokenizer: byte\ntrain:\n  max_steps: 1\n")
+    _fails_cleanly(launch(["engine.train", str(recipe), f"output_dir={tmp_path / 'run'}"],
+                          timeout=120),
+                   f"{shard}: not a readable safetensors file")
+    assert not (tmp_path / "run").exists()
