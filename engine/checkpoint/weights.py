@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from engine.checkpoint.manifest import has_manifest, verify_share
 from engine.checkpoint.reader import CheckpointTensors
 from engine.checkpoint.train_state import latest
 from engine.config import ModelConfig, model_config_from_dict
@@ -19,7 +20,8 @@ from engine.model.init import fill_weights
 
 
 def find_checkpoint(path: str | Path) -> Path:
-    """A complete checkpoint directory: `path` itself, or a run dir's newest checkpoint."""
+    """A complete checkpoint directory: `path` itself, or a run dir's newest checkpoint; its
+    files must be all there with the sizes its manifest records (contents are not read)."""
     path = Path(path)
     if (path / "checkpoints").is_dir():
         found = latest(path / "checkpoints")
@@ -28,6 +30,9 @@ def find_checkpoint(path: str | Path) -> Path:
         path = found[1]
     if not (path / "metadata.json").is_file():
         raise CheckpointError(f"{path}: not a complete engine checkpoint (no metadata.json)")
+    damage = verify_share(path, checksums=False) if has_manifest(path) else []
+    if damage:
+        raise CheckpointError(f"{path}: damaged checkpoint ({'; '.join(damage[:3])})")
     return path
 
 

@@ -53,6 +53,8 @@ def test_tools_report_bad_recipes_and_checkpoints(tmp_path):
     _fails_cleanly(launch(["engine.train", str(TINY), f"output_dir={tmp_path / 'run'}",
                            f"model.init_from_checkpoint={tmp_path}"], timeout=120),
                    f"{tmp_path}: not a complete engine checkpoint (no metadata.json)")
+    _fails_cleanly(launch(["tools.generate_hf", "--hf", str(tmp_path), "hi"], timeout=120),
+                   f"{tmp_path}: no config.json (not a Hugging Face model directory)")
 
 
 def test_overrides_are_accepted_after_flags():

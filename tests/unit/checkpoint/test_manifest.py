@@ -37,3 +37,10 @@ def test_unreadable_manifest_is_a_problem(tmp_path):
     _checkpoint(tmp_path)
     (tmp_path / MANIFEST).write_text('{"files": {"a.dis')
     assert verify_share(tmp_path) == [f"{MANIFEST} is unreadable"]
+
+
+def test_size_check_reads_no_file(tmp_path):
+    _checkpoint(tmp_path)
+    (tmp_path / "a.distcp").write_bytes(b"\0" * 1000)  # same size: only a checksum sees it
+    (tmp_path / "sub" / "b.distcp").write_bytes(b"y" * 3)
+    assert verify_share(tmp_path, checksums=False) == ["sub/b.distcp has 3 bytes, expected 10"]
