@@ -33,6 +33,14 @@ def launch(args: list[str], nproc: int = 1, env: dict | None = None,
                           timeout=timeout)
 
 
+def script_json(args: list[str], nproc: int = 1, marker: str = "{", timeout: int = 300) -> dict:
+    """Run a measuring script (`launch`) that must succeed, and return the JSON object of the
+    last line of its output holding `marker`."""
+    proc = launch(args, nproc, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads([line for line in proc.stdout.splitlines() if marker in line][-1])
+
+
 def train(out: Path, overrides: list[str], nproc: int = 1, recipe: Path = TINY) -> list[dict]:
     """Train through the CLI and return metrics.jsonl; fail with the run's output if it fails."""
     proc = launch(["engine.train", str(recipe), f"output_dir={out}", *overrides], nproc)

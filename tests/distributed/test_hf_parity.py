@@ -10,13 +10,11 @@ import torch
 from engine.hf.safetensors_io import HFReader
 from engine.recipe import load_recipe
 from tests.hf_models import SHAPES
-from tests.util import ROOT, launch
+from tests.util import ROOT, launch, script_json
 
 
 def _parity(hf_dir, nproc, *args):
-    proc = launch(["tests.scripts.hf_parity", str(hf_dir), *args], nproc=nproc, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads([line for line in proc.stdout.splitlines() if "max_abs_diff" in line][0])
+    return script_json(["tests.scripts.hf_parity", str(hf_dir), *args], nproc, "max_abs_diff")
 
 
 LAYOUTS = {"tp1": (1, []), "tp2": (2, ["parallel.tp=2"]), "pp2": (2, ["parallel.pp=2"])}

@@ -1,19 +1,15 @@
 """The forward-only log-probabilities of the labels (DPO's reference cache, RL, evaluation) are
 the same at TP=2 × PP=2 (+ SP) as in a single process, and are real log-probabilities."""
 
-import json
 import math
 
 import pytest
 
-from tests.util import launch
+from tests.util import script_json
 
 
 def _logprobs(nproc, *args):
-    proc = launch(["tests.scripts.label_logprobs", *args], nproc=nproc, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    line = [line for line in proc.stdout.splitlines() if line.startswith('{"logprobs"')][0]
-    return json.loads(line)
+    return script_json(["tests.scripts.label_logprobs", *args], nproc, '{"logprobs"')
 
 
 @pytest.fixture(scope="module")

@@ -1,18 +1,15 @@
 """Logits of a packed batch equal those of each sequence run alone (fp32), at TP=1 and TP=2."""
 
-import json
 
 import pytest
 
-from tests.util import launch
+from tests.util import script_json
 
 SCRIPT = "tests.scripts.packed_vs_alone"
 
 
 def _diff(nproc, *args):
-    proc = launch([SCRIPT, *args], nproc=nproc, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return script_json([SCRIPT, *args], nproc, "max_abs_diff")
 
 
 @pytest.mark.parametrize("nproc, args", [

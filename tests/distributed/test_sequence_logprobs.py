@@ -2,20 +2,16 @@
 gives in a pass of its own, and the values are the same at PP=2 and TP=2 × PP=2 with SP as in
 one process (fp32)."""
 
-import json
 
 import pytest
 
-from tests.util import launch
+from tests.util import script_json
 
 TOLERANCE = 1e-5
 
 
 def _logprobs(nproc, *args):
-    proc = launch(["tests.scripts.sequence_logprobs", *args], nproc=nproc, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    line = [line for line in proc.stdout.splitlines() if line.startswith('{"packed"')][0]
-    return json.loads(line)
+    return script_json(["tests.scripts.sequence_logprobs", *args], nproc, '{"packed"')
 
 
 @pytest.fixture(scope="module")

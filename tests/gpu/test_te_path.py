@@ -8,15 +8,14 @@ import json
 
 import pytest
 
-from tests.util import ROOT, launch, train
+from tests.util import ROOT, script_json, train
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("transformer_engine") is None,
                                 reason="needs TransformerEngine")
 
 
-def _json(proc):
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads([line for line in proc.stdout.splitlines() if "max_abs_diff" in line][-1])
+def _json(args):
+    return script_json(args, marker="max_abs_diff", timeout=600)
 
 
 @pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-4), ("bf16", 5e-2)])
@@ -24,18 +23,17 @@ def test_te_path_matches_transformers(hf_models, precision, tolerance):
     # fp32 measured 1.3e-6, bf16 1.5e-4 on an H100 (random 2-layer Llama); bf16 is bounded by
     # its 8-bit mantissa on logits of scale ~5, hence the wider tolerance.
     hf_dir = hf_models["llama-gqa2-rope-scaled-untied"]
-    result = _json(launch(["tests.scripts.hf_parity", str(hf_dir), f"precision={precision}"],
-                          timeout=600))
+    result = _json(["tests.scripts.hf_parity", str(hf_dir), f"precision={precision}"])
     assert result["transformer_engine"], "the TE layer spec was not used"
     assert result["max_abs_diff"] <= tolerance, result
     assert result["logit_scale"] > 1.0
 
 
 def test_packed_equals_alone_through_te_thd_attention():
-    result = _json(launch(["tests.scripts.packed_vs_alone"], timeout=600))
+    result = _json(["tests.scripts.packed_vs_alone"])
     assert result["transformer_engine"]
     assert result["max_abs_diff"] <= 1e-4, result
-    control = _json(launch(["tests.scripts.packed_vs_alone", "--one-sequence"], timeout=600))
+    control = _json(["tests.scripts.packed_vs_alone", "--one-sequence"])
     assert control["max_abs_diff"] > 1e-2  # dropping the boundaries is visible
 
 
