@@ -21,6 +21,8 @@ setup(
         "megatron-core>=0.16.1",
         "datasets==5.2.0",
         "einops==0.8.2",
+        "langdetect==1.0.9",  # IF verifier: validate_response_language
+        "math-verify==0.9.0",  # the second MATH verifier (with latex2sympy2_extended, sympy)
         "numpy==2.4.6",
         "packaging==26.3",
         "psutil==7.2.2",
