@@ -27,7 +27,7 @@ from engine.rewards.base import MAX_ANSWER_CHARS, BadGroundTruth, answer_tail
 # Real-time budget of one flex score's symbolic work (all its candidates together), in seconds.
 SYMBOLIC_SECONDS = 0.5
 # Real-time budget of one math-verify score (parsing both sides and comparing), in seconds.
-MATH_VERIFY_SECONDS = 0.6
+MATH_VERIFY_SECONDS = 0.4
 # Strings longer than this, or holding a number with more digits, are compared as strings only.
 MAX_SYMPY_CHARS = 300
 MAX_SYMPY_DIGITS = 100
