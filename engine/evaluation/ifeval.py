@@ -1,0 +1,669 @@
+"""The IFEval benchmark (instruction-following evaluation, 2023) scored by the benchmark's
+definition: its 25 instruction checks, each read with the row's `kwargs`, and its four
+accuracies (Tülu 3 reports prompt-level loose accuracy).
+
+    result = score_ifeval_benchmark(rows, responses)   # rows as in the input_data.jsonl
+    result.prompt_loose, result.instruction_strict, result.per_example[0]["loose"]
+
+- strict: an instruction is followed when the response is not blank and the check passes on it;
+- loose: the check passes on any non-blank one of eight variants: the response; it without its
+  first line, its last line, or both (those three stripped of surrounding whitespace); and each
+  of those four with every `*` removed;
+- prompt-level accuracy is the share of rows whose every instruction is followed,
+  instruction-level accuracy the share of all instructions followed.
+
+The RLVR reward's checks (engine.rewards.ifeval, AI2's 25 functions) are a separate set by design.
+
+Where this differs from the benchmark's code, and why:
+- Sentences are counted by a self-contained splitter (`count_sentences`) instead of nltk's punkt
+  model: it follows punkt's rules on ordinary English (breaks after `.?!` and closing marks
+  before the next word; none after Mr./e.g.-style abbreviations, initials, or a number before a
+  lowercase word), not every abbreviation or word statistic punkt learned.
+- Capital words are counted over a self-contained imitation of nltk's `word_tokenize`
+  (`word_tokens`), which splits words where that tokenizer splits them into cased parts.
+- A keyword, forbidden word, section splitter or other postscript marker is matched as literal
+  text, where the benchmark reads it as a regular expression: the same for every value in the
+  published data (plain words), and no argument can make a check slow.
+- The benchmark's regular expressions for placeholders, bullets, titles and postscripts are
+  matched by scans that find the same matches without rescanning a line.
+- Language detection is langdetect's, seeded with 0 as the benchmark's current code seeds it,
+  and given at most the first LANGUAGE_TEXT_CHARS characters (it reads 10,000 of them).
+- JSON nested too deeply for Python's parser counts as not JSON instead of crashing.
+- The benchmark fills an argument that is absent (or blank, or out of range) with a random value;
+  here such `kwargs` raise `DataError`, as do unknown instruction ids and unexpected arguments.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import itertools
+import json
+import re
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from langdetect.detector_factory import PROFILES_DIRECTORY, DetectorFactory
+from langdetect.lang_detect_exception import LangDetectException
+
+from engine.errors import DataError
+
+LESS_THAN = "less than"
+AT_LEAST = "at least"
+RELATIONS = (LESS_THAN, AT_LEAST)
+CONSTRAINED_RESPONSES = ("My answer is yes.", "My answer is no.", "My answer is maybe.")
+TWO_RESPONSES_SEPARATOR = "******"
+# langdetect reads the first 10,000 characters left after it drops URLs and e-mail addresses;
+# handing it a bounded prefix keeps that dropping step fast on any response.
+LANGUAGE_TEXT_CHARS = 100_000
+
+_DIVIDER = re.compile(r"\s?\*\*\*\s?")
+_WORD = re.compile(r"\w+")
+_HIGHLIGHT = re.compile(r"\*([^\n*]*)\*")
+_DOUBLE_HIGHLIGHT = re.compile(r"\*\*([^\n*]*)\*\*")
+# A line whose first non-blank character is `*` then a character other than `*`; a lone `*` at
+# a line's end takes the next line with it, as the benchmark's `^\s*\*[^\*].*$` does.
+_STAR_BULLET = re.compile(r"^[^\S\n]*\*(?:[^*\n].*|\n.*)$", re.MULTILINE)
+_DASH_BULLET = re.compile(r"^[^\S\n]*-", re.MULTILINE)
+_FIRST_WORD = re.compile(r"[^.,?!'\"]*")
+_PPS_MARKER = re.compile(r"p\.\s?p\.\s?s")
+_PS_MARKER = re.compile(r"p\.\s?s\.")
+
+Check = Callable[..., bool]
+
+
+# Counting helpers.
+
+def _compare(count: int, relation: str, threshold: int) -> bool:
+    """The benchmark's two relations: "less than" is count < threshold, "at least" count >= it."""
+    return count < threshold if relation == LESS_THAN else count >= threshold
+
+
+def _count_matches(pattern: re.Pattern[str], text: str) -> int:
+    return sum(1 for _ in pattern.finditer(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _literal(text: str, template: str = "{}", flags: int = re.IGNORECASE) -> re.Pattern[str]:
+    """A compiled pattern: `template` with the escaped literal text in its `{}`."""
+    return re.compile(template.replace("{}", re.escape(text)), flags)
+
+
+# Sentence counting. A word's "core" is the word less any closing marks after its last `.?!`;
+# its "body" is the core less that final period and any opening marks before it.
+_OPENING_MARKS = "\"'([{*‘“«"
+_CLOSING_MARKS = "\"')]}*’”»"
+# The closers punkt moves back onto the sentence they follow.
+_REALIGNED = "\"')]}‘’“”«»"
+# A next word starting with one of these (or in lowercase) does not start a sentence.
+_INNER_PUNCTUATION = ";:,!?"
+# Bodies whose period may not end a sentence: an ellipsis, a known abbreviation, an initial, a
+# number (punkt's number type).
+_SPECIAL_BODY = re.compile(
+    r"(?P<ellipsis>.*\.)"
+    r"|(?P<abbreviation>(?i:(?:\S*-)?(?:dr|jr|mr|mrs|ms|prof|sr|st|vs))"
+    r"|(?:[^\W\d_]+\.)+[^\W\d_]+)"
+    r"|(?P<initial>[^\W\d])"
+    r"|(?P<number>-?[.,]?\d[\d,.-]*)", re.DOTALL)
+# A sentence end inside a word: its last `.?!` followed by what punkt lets follow one there.
+_AFTER_END = re.escape(")\";}]*:@'({[‘’“”«»?!")
+_END_THEN_MARKS = re.compile(rf"(\S*)([.?!])([{_AFTER_END}]\S*)")
+
+
+def count_sentences(text: str) -> int:
+    """Sentences as nltk's punkt counts them in ordinary English: one more than the words
+    (whitespace-separated) after which a sentence ends, when the text has any word.
+
+    A sentence ends after a word ending in `?` or `!`, or in `.` (either optionally followed by
+    closing quotes, brackets or `*`), unless the period closes a known abbreviation (Mr., Dr.,
+    e.g., U.S.), an ellipsis before a word not in uppercase, or an initial or a number before a
+    word in lowercase or starting with `;:,!?` (an initial before an uppercase word too, as in
+    J. Smith). As in punkt, one of those does end a sentence when the next word holds a sentence
+    end followed by more punctuation (`it."`, `(aside.)`, `Really?!`), and marks after the last
+    sentence end that are not closing quotes or brackets (`**Done.**`, `Really?!`) make a
+    sentence of their own. Newlines alone end nothing. Not reproduced: punkt's learned
+    abbreviations and word statistics beyond these rules, and its breaks inside a word
+    (`end.*word`)."""
+    words = text.split()
+    if not words:
+        return 0
+    # Words repeat: each distinct question is answered once for the text.
+    period_ends = functools.cache(_period_ends_sentence)
+    inner_break = functools.cache(_inner_break)
+    breaks = 0
+    for word, next_word in zip(words, itertools.islice(words, 1, None)):
+        core = word.rstrip(_CLOSING_MARKS)
+        end = core[-1:]
+        if end == "?" or end == "!" or end == "." and (
+                period_ends(core[:-1], next_word[0]) or inner_break(next_word) is not None):
+            breaks += 1
+    tail = _inner_break(words[-1])
+    return 1 + breaks + bool(tail and tail.strip(_REALIGNED))
+
+
+def _period_ends_sentence(before: str, following: str) -> bool:
+    """Whether a period after `before` ends a sentence, by the character that follows it (the
+    next word's first, or the punctuation right after the period)."""
+    special = _SPECIAL_BODY.fullmatch(before.lstrip(_OPENING_MARKS))
+    kind = special and special.lastgroup
+    if kind == "ellipsis":
+        return following.isupper()
+    if kind == "abbreviation":
+        return False
+    inner = following.islower() or following in _INNER_PUNCTUATION
+    if kind == "initial":
+        return not (inner or following.isupper())
+    return not inner if kind == "number" else True
+
+
+def _inner_break(word: str) -> str | None:
+    """Where punkt ends a sentence inside the word, at its last `.?!` that punctuation follows:
+    the rest of the word after that mark, or None when it does not."""
+    match = _END_THEN_MARKS.fullmatch(word)
+    if match is None:
+        return None
+    before, end, after = match.groups()
+    return after if end != "." or _period_ends_sentence(before, after[0]) else None
+
+
+# Capital words: the text's tokens as nltk's word_tokenize cuts them, as far as case can tell.
+_SEPARATOR_CHARACTERS = str.maketrans(
+    dict.fromkeys(";@#$%&?!*()[]{}<>\"`«»“”‘’„\u2012\u2013\u2014\u2015", " "))
+_SEPARATOR_SEQUENCES = re.compile(r"(?:--|\.{2,}|\.(?=\s|$)|[:,](?!\d))+")
+# A contraction ending after a character other than an apostrophe or whitespace.
+_CLITIC = re.compile(r"'(?<=[^'\s]')(?:[sSmMdD]|ll|LL|re|RE|ve|VE)(?!\S)"
+                     r"|n(?<=[^'\s]n)'t(?!\S)|N(?<=[^'\s]N)'T(?!\S)")
+# Words nltk splits in two (its fused contractions), with where the second part starts; the
+# pattern finds them (and a few look-alikes, left whole) from their first letter.
+_FUSED_WORDS = {"cannot": 3, "d'ye": 1, "gimme": 3, "gonna": 3, "gotta": 3, "lemme": 3,
+                "more'n": 4, "wanna": 3}
+_FUSED_WORD = re.compile(r"[cdglmCDGLM](?<!\w.)(?i:annot|'ye|imme|onna|otta|emme|ore'n)\b"
+                         r"|[wW](?<!\w.)(?i:anna)(?=\s|$)")
+
+
+def word_tokens(text: str) -> list[str]:
+    """Words split at the punctuation nltk's tokenizer separates and before contraction endings
+    (I'm -> I 'm, DON'T -> DO N'T, CANNOT -> CAN NOT). Punctuation it keeps inside a word
+    (hyphens, slashes, apostrophes, single periods) stays inside here too."""
+    spaced = _SEPARATOR_SEQUENCES.sub(" ", text.translate(_SEPARATOR_CHARACTERS))
+    spaced = _CLITIC.sub(_space_before, spaced)
+    return _FUSED_WORD.sub(_split_fused_word, spaced).split()
+
+
+def _space_before(match: re.Match[str]) -> str:
+    return " " + match[0]
+
+
+def _split_fused_word(match: re.Match[str]) -> str:
+    word = match[0]
+    split_at = _FUSED_WORDS.get(word.lower())
+    return f" {word[:split_at]} {word[split_at:]} " if split_at else word
+
+
+@functools.lru_cache(maxsize=None)
+def _language_detectors() -> DetectorFactory:
+    """langdetect's profiles, loaded once and seeded so that a text always gets one answer."""
+    factory = DetectorFactory()
+    factory.load_profile(PROFILES_DIRECTORY)
+    factory.set_seed(0)
+    return factory
+
+
+def detected_language(text: str) -> str | None:
+    """langdetect's language code for the text, or None when it finds nothing to go by."""
+    detector = _language_detectors().create()
+    detector.append(text[:LANGUAGE_TEXT_CHARS])
+    try:
+        return detector.detect()
+    except LangDetectException:
+        return None
+
+
+def _count_placeholders(text: str) -> int:
+    """Matches of the benchmark's `\\[.*?\\]`: from a `[` to the next `]` on the same line, left
+    to right without overlap; found with `str.find` so that no line is scanned twice."""
+    count = 0
+    close = -1
+    start = text.find("[")
+    while start != -1:
+        if close < start:
+            close = text.find("]", start + 1)
+            if close == -1:
+                break
+        newline = text.find("\n", start, close)
+        if newline == -1:
+            count += 1
+            start = text.find("[", close + 1)
+        else:
+            start = text.find("[", newline + 1)
+    return count
+
+
+def _titles(text: str) -> Iterator[str]:
+    """Matches of the benchmark's `<<[^\\n]+>>`: on each line, from its first `<<` to its last
+    `>>` when at least one character lies between."""
+    start = text.find("<<")
+    while start != -1:
+        line_end = text.find("\n", start)
+        line_end = len(text) if line_end == -1 else line_end
+        close = text.rfind(">>", start, line_end)
+        if close >= start + 3:
+            yield text[start:close + 2]
+        start = text.find("<<", line_end)
+
+
+# The checks: check(response, **kwargs) -> bool, in the benchmark's registry order.
+
+def includes_keywords(response: str, *, keywords: list[str]) -> bool:
+    """Every keyword occurs, case-insensitively, anywhere (inside words too)."""
+    return all(_literal(keyword).search(response) for keyword in keywords)
+
+
+def keyword_frequency(response: str, *, keyword: str, frequency: int, relation: str) -> bool:
+    """Case-insensitive, non-overlapping occurrences of the keyword (inside words too)."""
+    occurrences = _count_matches(_literal(keyword.strip()), response)
+    return _compare(occurrences, relation, frequency)
+
+
+def avoids_forbidden_words(response: str, *, forbidden_words: list[str]) -> bool:
+    """No forbidden word occurs between word boundaries, case-insensitively."""
+    return not any(_literal(word, r"\b{}\b").search(response) for word in forbidden_words)
+
+
+def letter_frequency(response: str, *, letter: str, let_frequency: int,
+                     let_relation: str) -> bool:
+    """Occurrences of the lowercased character in the lowercased response (a character whose
+    lowercase form is two characters never counts, as in the benchmark's per-character tally)."""
+    target = letter.lower()
+    occurrences = response.lower().count(target) if len(target) == 1 else 0
+    return _compare(occurrences, let_relation, let_frequency)
+
+
+def in_language(response: str, *, language: str) -> bool:
+    """langdetect names the language; a text it cannot read counts as followed."""
+    detected = detected_language(response)
+    return detected is None or detected == language
+
+
+def sentence_count(response: str, *, num_sentences: int, relation: str) -> bool:
+    return _compare(count_sentences(response), relation, num_sentences)
+
+
+def divider_paragraph_count(response: str, *, num_paragraphs: int) -> bool:
+    """Exactly that many paragraphs between `***` dividers (with one optional whitespace
+    character each side); a blank first or last part is not a paragraph, a blank inner one fails
+    the check."""
+    parts = _DIVIDER.split(response)
+    blank = [not part.strip() for part in parts]
+    if any(blank[1:-1]):
+        return False
+    paragraphs = len(parts) - blank[0] - (len(parts) > 1 and blank[-1])
+    return paragraphs == num_paragraphs
+
+
+def word_count(response: str, *, num_words: int, relation: str) -> bool:
+    """Words are runs of word characters (`\\w+`)."""
+    return _compare(_count_matches(_WORD, response), relation, num_words)
+
+
+def nth_paragraph_first_word(response: str, *, num_paragraphs: int, nth_paragraph: int,
+                             first_word: str) -> bool:
+    """Paragraphs are the non-blank parts between `\\n\\n`; their count must be num_paragraphs,
+    and the nth part (counted among all parts, blank ones too) must be non-blank and start with
+    first_word: its first whitespace-separated word, leading `'` then `"` removed, cut at the
+    first of . , ? ! ' " and compared lowercased."""
+    parts = response.split("\n\n")
+    count = sum(1 for part in parts if part.strip())
+    if nth_paragraph > count:
+        return False
+    paragraph = parts[nth_paragraph - 1].strip()
+    if not paragraph:
+        return False
+    word = paragraph.split()[0].lstrip("'").lstrip('"')
+    cut = _FIRST_WORD.match(word).group()
+    lowered = "".join(character.lower() for character in cut)  # one at a time, as there
+    return count == num_paragraphs and lowered == first_word.lower()
+
+
+def placeholder_count(response: str, *, num_placeholders: int) -> bool:
+    """At least that many `[...]` on one line (an empty `[]` counts too)."""
+    return _count_placeholders(response) >= num_placeholders
+
+
+def has_postscript(response: str, *, postscript_marker: str) -> bool:
+    """The marker occurs anywhere, case-insensitively: P.P.S as `p.p.s` and P.S. as `p.s.`, each
+    allowing one whitespace character after a period; any other marker as itself."""
+    marker = postscript_marker.strip()
+    lowered = response.lower()
+    if marker == "P.P.S":
+        return _PPS_MARKER.search(lowered) is not None
+    if marker == "P.S.":
+        return _PS_MARKER.search(lowered) is not None
+    return _literal(marker.lower(), "{}", 0).search(lowered) is not None
+
+
+def bullet_count(response: str, *, num_bullets: int) -> bool:
+    """Exactly that many bullet lines: first non-blank characters `*` and not `**`, or `-`
+    (horizontal rules and negative numbers included, as in the benchmark)."""
+    bullets = _count_matches(_STAR_BULLET, response) + _count_matches(_DASH_BULLET, response)
+    return bullets == num_bullets
+
+
+def constrained_response(response: str) -> bool:
+    """One of the three options occurs anywhere, case-sensitively."""
+    return any(option in response for option in CONSTRAINED_RESPONSES)
+
+
+def highlight_count(response: str, *, num_highlights: int) -> bool:
+    """At least that many highlights: `*text*` on one line, plus (counted again) `**text**`,
+    each only when the text between is not blank."""
+    singles = sum(1 for match in _HIGHLIGHT.finditer(response) if match[1].strip())
+    doubles = sum(1 for match in _DOUBLE_HIGHLIGHT.finditer(response) if match[1].strip())
+    return singles + doubles >= num_highlights
+
+
+def section_count(response: str, *, section_spliter: str, num_sections: int) -> bool:
+    """At least that many section headers: the splitter (case-sensitive, anywhere) then one
+    optional whitespace character and digits."""
+    header = _literal(section_spliter.strip(), r"\s?{}\s?\d+\s?", 0)
+    return _count_matches(header, response) >= num_sections
+
+
+def is_json(response: str) -> bool:
+    """The stripped response, less a leading ```json / ```Json / ```JSON / ``` fence and a
+    trailing ```, parses with Python's `json.loads`."""
+    text = response.strip()
+    for fence in ("```json", "```Json", "```JSON", "```"):
+        text = text.removeprefix(fence)
+    try:
+        json.loads(text.removesuffix("```").strip())
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def has_title(response: str) -> bool:
+    """Some line holds `<<...>>` with non-blank text once the `<` and `>` are trimmed."""
+    return any(title.lstrip("<").rstrip(">").strip() for title in _titles(response))
+
+
+def two_responses(response: str) -> bool:
+    """Exactly two non-blank parts around `******`, different once stripped; a blank part is
+    allowed only first or last."""
+    parts = response.split(TWO_RESPONSES_SEPARATOR)
+    if any(not part.strip() for part in parts[1:-1]):
+        return False
+    answers = [part.strip() for part in parts if part.strip()]
+    return len(answers) == 2 and answers[0] != answers[1]
+
+
+def repeats_prompt(response: str, *, prompt_to_repeat: str) -> bool:
+    """The stripped response starts with the stripped request, case-insensitively."""
+    return response.strip().lower().startswith(prompt_to_repeat.strip().lower())
+
+
+def ends_with_phrase(response: str, *, end_phrase: str) -> bool:
+    """The response, stripped of whitespace and then of double quotes, ends with the phrase,
+    case-insensitively."""
+    return response.strip().strip('"').lower().endswith(end_phrase.strip().lower())
+
+
+def capital_word_frequency(response: str, *, capital_frequency: int,
+                           capital_relation: str) -> bool:
+    """Tokens (see `word_tokens`) whose cased characters are all uppercase, "I" included."""
+    capitals = sum(map(str.isupper, word_tokens(response)))
+    return _compare(capitals, capital_relation, capital_frequency)
+
+
+def english_capital(response: str) -> bool:
+    """All cased characters uppercase, and English by langdetect (or undetectable)."""
+    return response.isupper() and detected_language(response) in ("en", None)
+
+
+def english_lowercase(response: str) -> bool:
+    """All cased characters lowercase, and English by langdetect (or undetectable)."""
+    return response.islower() and detected_language(response) in ("en", None)
+
+
+def no_comma(response: str) -> bool:
+    return "," not in response
+
+
+def wrapped_in_quotes(response: str) -> bool:
+    """The stripped response is at least two characters and starts and ends with `"`."""
+    text = response.strip()
+    return len(text) > 1 and text[0] == '"' and text[-1] == '"'
+
+
+INSTRUCTIONS: dict[str, Check] = {
+    "keywords:existence": includes_keywords,
+    "keywords:frequency": keyword_frequency,
+    "keywords:forbidden_words": avoids_forbidden_words,
+    "keywords:letter_frequency": letter_frequency,
+    "language:response_language": in_language,
+    "length_constraints:number_sentences": sentence_count,
+    "length_constraints:number_paragraphs": divider_paragraph_count,
+    "length_constraints:number_words": word_count,
+    "length_constraints:nth_paragraph_first_word": nth_paragraph_first_word,
+    "detectable_content:number_placeholders": placeholder_count,
+    "detectable_content:postscript": has_postscript,
+    "detectable_format:number_bullet_lists": bullet_count,
+    "detectable_format:constrained_response": constrained_response,
+    "detectable_format:number_highlighted_sections": highlight_count,
+    "detectable_format:multiple_sections": section_count,
+    "detectable_format:json_format": is_json,
+    "detectable_format:title": has_title,
+    "combination:two_responses": two_responses,
+    "combination:repeat_prompt": repeats_prompt,
+    "startend:end_checker": ends_with_phrase,
+    "change_case:capital_word_frequency": capital_word_frequency,
+    "change_case:english_capital": english_capital,
+    "change_case:english_lowercase": english_lowercase,
+    "punctuation:no_comma": no_comma,
+    "startend:quotation": wrapped_in_quotes,
+}
+
+
+# Arguments: what each named argument must be (a problem, or None when it is fine).
+
+def _count_problem(value: object) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return None
+    return "must be a whole number >= 0"
+
+
+def _position_problem(value: object) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return None
+    return "must be a whole number >= 1"
+
+
+def _relation_problem(value: object) -> str | None:
+    return None if value in RELATIONS else f"must be one of {RELATIONS}"
+
+
+def _text_problem(value: object) -> str | None:
+    return None if isinstance(value, str) and value.strip() else "must be non-blank text"
+
+
+def _texts_problem(value: object) -> str | None:
+    if isinstance(value, (list, tuple)) and value and not any(map(_text_problem, value)):
+        return None
+    return "must be a non-empty list of non-blank texts"
+
+
+def _letter_problem(value: object) -> str | None:
+    if isinstance(value, str) and len(value) == 1 and not value.isspace():
+        return None
+    return "must be a single non-blank character"
+
+
+def _language_problem(value: object) -> str | None:
+    languages = _language_detectors().get_lang_list()
+    return None if value in languages else "must be one of langdetect's language codes"
+
+
+_ARGUMENT_RULES: dict[str, Callable[[object], str | None]] = {
+    "keywords": _texts_problem, "forbidden_words": _texts_problem,
+    "keyword": _text_problem, "first_word": _text_problem, "prompt_to_repeat": _text_problem,
+    "end_phrase": _text_problem, "postscript_marker": _text_problem,
+    "section_spliter": _text_problem,
+    "letter": _letter_problem, "language": _language_problem,
+    "relation": _relation_problem, "let_relation": _relation_problem,
+    "capital_relation": _relation_problem,
+    "frequency": _count_problem, "let_frequency": _count_problem,
+    "capital_frequency": _count_problem, "num_sentences": _count_problem,
+    "num_paragraphs": _count_problem, "num_words": _count_problem,
+    "num_placeholders": _count_problem, "num_bullets": _count_problem,
+    "num_highlights": _count_problem, "num_sections": _count_problem,
+    "nth_paragraph": _position_problem,
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _argument_names(check: Check) -> frozenset[str]:
+    parameters = inspect.signature(check).parameters.values()
+    return frozenset(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def _arguments_problem(check: Check, arguments: dict) -> str | None:
+    expected = _argument_names(check)
+    unexpected = sorted(set(arguments) - expected, key=str)
+    missing = sorted(expected - set(arguments))
+    if unexpected:
+        return f"unexpected argument(s) {unexpected} (it takes {sorted(expected) or 'none'})"
+    if missing:
+        return f"missing argument(s) {missing}"
+    for name, value in arguments.items():
+        problem = _ARGUMENT_RULES[name](value)
+        if problem:
+            return f"argument {name}={value!r} {problem}"
+    if "nth_paragraph" in arguments and arguments["nth_paragraph"] > arguments["num_paragraphs"]:
+        return "nth_paragraph is past num_paragraphs"
+    return None
+
+
+def _bound_check(instruction_id: str, kwargs: dict) -> tuple[Check, dict]:
+    """The instruction's check and its arguments (None values dropped), or DataError."""
+    check = INSTRUCTIONS.get(instruction_id) if isinstance(instruction_id, str) else None
+    if check is None:
+        raise DataError(f"instruction {instruction_id!r}: not one of the benchmark's "
+                        f"{len(INSTRUCTIONS)} instruction ids")
+    if not isinstance(kwargs, dict):
+        raise DataError(f"instruction {instruction_id!r}: kwargs must be an object, "
+                        f"got {type(kwargs).__name__}")
+    arguments = {name: value for name, value in kwargs.items() if value is not None}
+    problem = _arguments_problem(check, arguments)
+    if problem:
+        raise DataError(f"instruction {instruction_id!r}: {problem}")
+    return check, arguments
+
+
+def _passes(check: Check, arguments: dict, text: str) -> bool:
+    """The benchmark counts a blank text as not following any instruction."""
+    return bool(text.strip()) and check(text, **arguments)
+
+
+def loose_variants(response: str) -> list[str]:
+    """The benchmark's eight loose readings of a response, in its order."""
+    lines = response.split("\n")
+    without_first = "\n".join(lines[1:]).strip()
+    without_last = "\n".join(lines[:-1]).strip()
+    without_both = "\n".join(lines[1:-1]).strip()
+    unstarred = [text.replace("*", "")
+                 for text in (response, without_first, without_last, without_both)]
+    return [response, unstarred[0], without_first, without_last, without_both, *unstarred[1:]]
+
+
+def follows(instruction_id: str, kwargs: dict, response: str, prompt: str) -> bool:
+    """Strict: the instruction's check passes on the response as it is.
+
+    `prompt` is the row's prompt. The benchmark's driver hands it to a check whose arguments
+    name `prompt`; none of the 25 does (repeat_prompt reads its request from
+    `prompt_to_repeat`), so every check reads the response and its kwargs alone."""
+    check, arguments = _bound_check(instruction_id, kwargs)
+    return _passes(check, arguments, response)
+
+
+def follows_loose(instruction_id: str, kwargs: dict, response: str, prompt: str) -> bool:
+    """Loose: the check passes on any of the response's `loose_variants`."""
+    check, arguments = _bound_check(instruction_id, kwargs)
+    return any(_passes(check, arguments, text) for text in _distinct(loose_variants(response)))
+
+
+def _distinct(variants: list[str]) -> list[str]:
+    """The variants without repeats (a check gives a text one answer however often it is
+    read): a response with no `*`, or of one line, is read once or twice instead of eight
+    times."""
+    return list(dict.fromkeys(variants))
+
+
+@dataclass
+class IFEvalResult:
+    prompt_strict: float
+    prompt_loose: float
+    instruction_strict: float
+    instruction_loose: float
+    # One dict a row: key, instruction_id_list, strict and loose (a bool an instruction),
+    # prompt_strict and prompt_loose (every instruction followed).
+    per_example: list[dict]
+
+
+def score_ifeval_benchmark(rows: list[dict], responses: list[str]) -> IFEvalResult:
+    """The benchmark's four accuracies over rows ({"key", "prompt", "instruction_id_list",
+    "kwargs"}, as in its input_data.jsonl) and one response each, in the same order."""
+    if len(rows) != len(responses):
+        raise DataError(f"IFEval: {len(rows)} rows but {len(responses)} responses")
+    if not rows:
+        raise DataError("IFEval: no rows to score")
+    examples = [_score_row(index, row, response)
+                for index, (row, response) in enumerate(zip(rows, responses))]
+    strict = [flag for example in examples for flag in example["strict"]]
+    loose = [flag for example in examples for flag in example["loose"]]
+    return IFEvalResult(
+        prompt_strict=_share([example["prompt_strict"] for example in examples]),
+        prompt_loose=_share([example["prompt_loose"] for example in examples]),
+        instruction_strict=_share(strict),
+        instruction_loose=_share(loose),
+        per_example=examples,
+    )
+
+
+def _share(flags: list[bool]) -> float:
+    return sum(flags) / len(flags)
+
+
+def _score_row(index: int, row: object, response: object) -> dict:
+    key, instruction_ids, all_kwargs = _row_fields(index, row, response)
+    variants = _distinct(loose_variants(response))
+    strict, loose = [], []
+    for instruction_id, kwargs in zip(instruction_ids, all_kwargs):
+        try:
+            check, arguments = _bound_check(instruction_id, kwargs)
+        except DataError as error:
+            raise DataError(f"IFEval row key {key!r}: {error}") from error
+        strict.append(_passes(check, arguments, response))
+        loose.append(strict[-1] or any(_passes(check, arguments, text) for text in variants))
+    return {"key": key, "instruction_id_list": list(instruction_ids),
+            "strict": strict, "loose": loose,
+            "prompt_strict": all(strict), "prompt_loose": all(loose)}
+
+
+def _row_fields(index: int, row: object, response: object) -> tuple[object, list, list]:
+    """The row's key, instruction ids and kwargs, or DataError naming the row and field."""
+    if not isinstance(row, dict):
+        raise DataError(f"IFEval row {index}: must be an object, got {type(row).__name__}")
+    key = row.get("key", f"#{index}")
+    where = f"IFEval row key {key!r}"
+    for field in ("key", "prompt", "instruction_id_list", "kwargs"):
+        if field not in row:
+            raise DataError(f"{where}: missing field {field!r}")
+    instruction_ids, all_kwargs = row["instruction_id_list"], row["kwargs"]
+    if not isinstance(instruction_ids, list) or not instruction_ids:
+        raise DataError(f"{where}: instruction_id_list must be a non-empty list")
+    if not isinstance(all_kwargs, list) or len(all_kwargs) != len(instruction_ids):
+        raise DataError(f"{where}: kwargs must be a list as long as instruction_id_list "
+                        f"({len(instruction_ids)})")
+    if not isinstance(response, str):
+        raise DataError(f"{where}: the response must be text, got {type(response).__name__}")
+    return key, instruction_ids, all_kwargs
