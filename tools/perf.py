@@ -11,7 +11,7 @@ global rank 0: tokens/s/GPU, TFLOP/s/GPU (causal count over the real sequence le
 (when the GPU's peak is known or logging.peak_tflops is set), peak memory, and the time per
 phase (data, forward-backward, grad reduce, optimizer). With --trace, the timed steps are
 recorded with the torch profiler into DIR (one trace per rank, viewable in TensorBoard or
-Perfetto).
+Perfetto), and rank 0 prints the 30 operators and kernels that took the most time to stderr.
 """
 
 from __future__ import annotations
@@ -101,9 +101,15 @@ def _profiler(trace: str | None, rank: int):
     activities = [torch.profiler.ProfilerActivity.CPU]
     if torch.cuda.is_available():
         activities.append(torch.profiler.ProfilerActivity.CUDA)
-    return torch.profiler.profile(
-        activities=activities,
-        on_trace_ready=torch.profiler.tensorboard_trace_handler(trace, worker_name=f"rank{rank}"))
+    save = torch.profiler.tensorboard_trace_handler(trace, worker_name=f"rank{rank}")
+
+    def on_trace_ready(prof):
+        save(prof)
+        if rank == 0:  # the operators and kernels that took the most device (or CPU) time
+            key = "cuda_time_total" if torch.cuda.is_available() else "cpu_time_total"
+            print(prof.key_averages().table(sort_by=key, row_limit=30), file=sys.stderr)
+
+    return torch.profiler.profile(activities=activities, on_trace_ready=on_trace_ready)
 
 
 def _peak_memory_gib() -> float:
