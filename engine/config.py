@@ -142,6 +142,8 @@ class TrainConfig:
     epochs: Optional[float] = None
     loss_reduction: str = "token_mean"  # sum | token_mean | sequence_mean
     log_every: int = 10
+    # the cross-entropy / log-prob kernel (engine.losses.cross_entropy): auto | megatron | te
+    cross_entropy: str = "auto"
 
 
 @dataclass
@@ -214,6 +216,13 @@ class Config:
         _choice("data.on_bad_record", d.on_bad_record, ("error", "skip"))
         _choice("data.chat_template", d.chat_template, CHAT_TEMPLATES)
         _choice("train.loss_reduction", self.train.loss_reduction, REDUCTIONS)
+        _choice("train.cross_entropy", self.train.cross_entropy, ("auto", "megatron", "te"))
+        if self.train.cross_entropy == "te":
+            from engine.compat import platform
+
+            if not platform.has_transformer_engine():
+                raise ConfigError("train.cross_entropy=te needs TransformerEngine on a CUDA "
+                                  "host; use auto or megatron")
         if (self.train.max_steps is None) == (self.train.epochs is None):
             raise ConfigError("set exactly one of train.max_steps and train.epochs")
         if self.train.epochs is not None and self.train.epochs <= 0:

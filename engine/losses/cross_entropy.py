@@ -1,8 +1,14 @@
 """Cross-entropy on tensor-parallel logits: the next-token loss of pretraining and SFT, and the
 per-token log-probabilities of the labels (DPO's reference cache, RL and evaluation use them).
 
-megatron's vocab-parallel cross-entropy runs on TP-sharded logits (its one process group: the
-tensor-parallel group), with the padded vocabulary columns masked out.
+Two kernels compute the per-token cross-entropy on TP-sharded logits (the tensor-parallel group
+is their one process group), with the padded vocabulary columns masked out:
+- `megatron`: megatron's vocab-parallel cross-entropy (an fp32 copy of the logits, kept for the
+  backward);
+- `te`: TransformerEngine's fused Triton kernel (CUDA): reads the bf16 logits once and writes the
+  gradient into them in place, so the logits must not be used after the call.
+`auto` picks `te` for CUDA logits when TransformerEngine is installed, `megatron` otherwise
+(`train.cross_entropy`).
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import torch
 from megatron.core import parallel_state, tensor_parallel
 
+from engine.compat import platform
 from engine.losses.registry import register
 
 
@@ -23,26 +30,41 @@ def mask_padded_vocab(logits: torch.Tensor, real_vocab_size: int) -> torch.Tenso
     return logits
 
 
-def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
-                           real_vocab_size: int) -> torch.Tensor:
-    """Σ weights · CE(logits, labels) over tokens; logits [..., vocab/TP], labels -100 = none."""
+def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, real_vocab_size: int,
+                        kernel: str = "auto") -> torch.Tensor:
+    """CE(logits, label) per token (fp32), 0 where the label is -100; logits [t, vocab/TP]
+    (consumed: masked in place, and overwritten by the `te` kernel)."""
     mask_padded_vocab(logits, real_vocab_size)
     targets = labels.clamp(min=0)
-    losses = tensor_parallel.vocab_parallel_cross_entropy(logits, targets)
-    return (losses.float() * weights).sum()
+    if kernel == "te" or (kernel == "auto" and logits.is_cuda
+                          and platform.has_transformer_engine()):
+        from transformer_engine.pytorch.cross_entropy import parallel_cross_entropy
+
+        tp = parallel_state.get_tensor_model_parallel_world_size()
+        group = parallel_state.get_tensor_model_parallel_group() if tp > 1 else None
+        losses = parallel_cross_entropy(logits.unsqueeze(0), targets.unsqueeze(0), 0.0, False,
+                                        group).squeeze(0)
+    else:
+        losses = tensor_parallel.vocab_parallel_cross_entropy(logits, targets)
+    return losses.float().masked_fill(labels < 0, 0.0)
 
 
-def label_logprobs(logits: torch.Tensor, labels: torch.Tensor,
-                   real_vocab_size: int) -> torch.Tensor:
+def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
+                           real_vocab_size: int, kernel: str = "auto") -> torch.Tensor:
+    """Σ weights · CE(logits, labels) over tokens; logits [t, vocab/TP], labels -100 = none."""
+    return (token_cross_entropy(logits, labels, real_vocab_size, kernel) * weights).sum()
+
+
+def label_logprobs(logits: torch.Tensor, labels: torch.Tensor, real_vocab_size: int,
+                   kernel: str = "auto") -> torch.Tensor:
     """log p(label) per token (fp32), 0 where the label is -100; logits [t, vocab/TP]."""
-    mask_padded_vocab(logits, real_vocab_size)
-    logprobs = -tensor_parallel.vocab_parallel_cross_entropy(logits, labels.clamp(min=0)).float()
-    return logprobs.masked_fill(labels < 0, 0.0)
+    return -token_cross_entropy(logits, labels, real_vocab_size, kernel)
 
 
 @register("cross_entropy", metrics=("loss",))
-def cross_entropy(mb, logits: torch.Tensor, *, real_vocab_size: int):
+def cross_entropy(mb, logits: torch.Tensor, *, real_vocab_size: int, kernel: str = "auto"):
     """Next-token loss weighted per target token (the weights carry the reduction)."""
-    loss = weighted_cross_entropy(logits.squeeze(0), mb.labels, mb.loss_weights, real_vocab_size)
+    loss = weighted_cross_entropy(logits.squeeze(0), mb.labels, mb.loss_weights, real_vocab_size,
+                                  kernel)
     count = torch.tensor(mb.num_tokens, dtype=torch.int, device=loss.device)
     return loss, count, {"loss": loss.detach()}

@@ -100,11 +100,11 @@ PREFERENCE_METRICS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/mar
 
 
 def packed_pair_logprobs(mb, logits: torch.Tensor, real_vocab_size: int,
-                         reference: bool) -> PairLogprobs:
+                         reference: bool, kernel: str = "auto") -> PairLogprobs:
     """Pairs of a packed micro-batch: each item is (chosen, rejected), adjacent in the pack; the
     response tokens are those with a loss weight; the reference sums and counts come with the
     micro-batch (`sequence_data["reference_logps"]`) when the loss uses them."""
-    token_logps = label_logprobs(logits.squeeze(0), mb.labels, real_vocab_size)
+    token_logps = label_logprobs(logits.squeeze(0), mb.labels, real_vocab_size, kernel)
     sums, counts = sequence_sums(token_logps, (mb.loss_weights > 0).float(), mb.cu_seqlens,
                                  mb.num_sequences)
     ref = mb.sequence_data["reference_logps"].double() if reference else None
@@ -114,8 +114,9 @@ def packed_pair_logprobs(mb, logits: torch.Tensor, real_vocab_size: int,
 
 def _registered(kind: str):
     def loss_fn(mb, logits, *, real_vocab_size: int, beta: float, gamma: float = 0.0,
-                label_smoothing: float = 0.0, nll_alpha: float = 0.0):
-        lp = packed_pair_logprobs(mb, logits, real_vocab_size, reference=kind != "simpo")
+                label_smoothing: float = 0.0, nll_alpha: float = 0.0, kernel: str = "auto"):
+        lp = packed_pair_logprobs(mb, logits, real_vocab_size, reference=kind != "simpo",
+                                  kernel=kernel)
         out = preference_loss(kind, lp, beta, gamma, label_smoothing, nll_alpha)
         w = mb.sequence_data["item_weights"][0::2].double()  # 1 / pairs in the global batch
 

@@ -52,7 +52,8 @@ def prepare_pairs(cfg: Config) -> Prepared:
 def preference_loss(cfg: Config):
     d = cfg.dpo
     return get_loss(d.loss, real_vocab_size=cfg.model.vocab_size, beta=d.beta, gamma=d.gamma,
-                    label_smoothing=d.label_smoothing, nll_alpha=d.nll_alpha)
+                    label_smoothing=d.label_smoothing, nll_alpha=d.nll_alpha,
+                    kernel=cfg.train.cross_entropy)
 
 
 @functools.cache

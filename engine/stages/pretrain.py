@@ -28,7 +28,8 @@ def prepare_documents(cfg: Config) -> Prepared:
 
 
 def next_token_loss(cfg: Config):
-    return get_loss("cross_entropy", real_vocab_size=cfg.model.vocab_size)
+    return get_loss("cross_entropy", real_vocab_size=cfg.model.vocab_size,
+                    kernel=cfg.train.cross_entropy)
 
 
 def validate(cfg: Config) -> None:

@@ -41,7 +41,7 @@ def sequence_logprobs(model, sequences: list[np.ndarray], masks: list[np.ndarray
     vocab, pad = cfg.model.vocab_size, pad_multiple(cfg.parallel)
 
     def sums(mb, logits):
-        token_logps = label_logprobs(logits, mb.labels, vocab)
+        token_logps = label_logprobs(logits, mb.labels, vocab, cfg.train.cross_entropy)
         return sequence_sums(token_logps, (mb.loss_weights > 0).float(), mb.cu_seqlens,
                              mb.num_sequences)[0]
 

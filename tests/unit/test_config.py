@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from engine.compat import platform
 from engine.errors import ConfigError
 from engine.recipe import load_recipe
 from tests.util import TINY
@@ -64,6 +65,9 @@ def test_bad_keys_and_types_name_the_key(override, message):
     (["optim.clip_grad=-1"], 1, "optim.clip_grad must be >= 0"),
     (["optim.eps=0"], 1, "optim.eps must be > 0"),
     (["checkpoint.every_steps=-5"], 1, "checkpoint.every_steps must be >= 0"),
+    (["train.cross_entropy=liger"], 1, "train.cross_entropy='liger' is not one of auto, "),
+    pytest.param(["train.cross_entropy=te"], 1, "train.cross_entropy=te needs TransformerEngine",
+                 marks=pytest.mark.skipif(platform.has_transformer_engine(), reason="TE here")),
 ])
 def test_impossible_layouts_are_rejected(overrides, world, message):
     cfg = load_recipe(TINY, overrides)
