@@ -33,7 +33,7 @@ setup(
         "transformers==5.19.0",
     ],
     extras_require={
-        "test": ["pytest==9.2.0"],
+        "test": ["pytest==9.2.0", "triton==3.6.0"],  # triton: its interpreter runs kernels/ on CPUs
         "gpu": ["transformer-engine[pytorch]==2.12.0", "flash-attn>=2.7"],
     },
 )
