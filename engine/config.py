@@ -144,6 +144,8 @@ class TrainConfig:
     log_every: int = 10
     # the cross-entropy / log-prob kernel (engine.losses.cross_entropy): auto | megatron | te
     cross_entropy: str = "auto"
+    # TE layers accumulate weight gradients straight into the fp32 main_grad (GPU, TE)
+    fuse_wgrad_accumulation: bool = False
 
 
 @dataclass

@@ -33,10 +33,11 @@ def launch(args: list[str], nproc: int = 1, env: dict | None = None,
                           timeout=timeout)
 
 
-def script_json(args: list[str], nproc: int = 1, marker: str = "{", timeout: int = 300) -> dict:
+def script_json(args: list[str], nproc: int = 1, marker: str = "{", timeout: int = 300,
+                env: dict | None = None) -> dict:
     """Run a measuring script (`launch`) that must succeed, and return the JSON object of the
     last line of its output holding `marker`."""
-    proc = launch(args, nproc, timeout=timeout)
+    proc = launch(args, nproc, env=env, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads([line for line in proc.stdout.splitlines() if marker in line][-1])
 

@@ -15,14 +15,26 @@ from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 from megatron.core.transformer.module import Float16Module
 
+from engine.compat import platform
 from engine.config import Config
 
 
+class Bf16Module(Float16Module):
+    """megatron's bf16 wrapper, except that the last stage's logits stay in bf16: the loss
+    kernels read bf16 and compute in fp32 (engine.losses.cross_entropy), and an fp32 copy of the
+    logits costs 4 bytes per token per vocabulary entry — 8 GB at 16k tokens × 128k — plus its
+    backward. bf16 → fp32 is exact, so every loss, log-prob and argmax is unchanged."""
+
+    def forward(self, *inputs, **kwargs):
+        kwargs.setdefault("fp32_output", False)
+        return super().forward(*inputs, **kwargs)
+
+
 def wrap_for_training(model: torch.nn.Module, cfg: Config) -> DistributedDataParallel:
-    """Float16Module for bf16, then megatron DDP (grads reduced in fp32, one bucket per call)."""
+    """Bf16Module for bf16, then megatron DDP (grads reduced in fp32, one bucket per call)."""
     config = model.config
     if cfg.precision == "bf16":
-        model = Float16Module(config, model)
+        model = Bf16Module(config, model)
     ddp = DistributedDataParallel(
         config=config,
         ddp_config=DistributedDataParallelConfig(
@@ -33,10 +45,28 @@ def wrap_for_training(model: torch.nn.Module, cfg: Config) -> DistributedDataPar
         ),
         module=model,
     )
+    if cfg.train.fuse_wgrad_accumulation:
+        _wgrad_into_main_grad(ddp)
     # Losses come globally normalized (engine.losses): finalize without dividing by token count.
     config.finalize_model_grads_func = _finalize_without_token_scaling
     config.no_sync_func = ddp.no_sync
     return ddp
+
+
+def _wgrad_into_main_grad(ddp: DistributedDataParallel) -> None:
+    """TransformerEngine's layers write their weight-gradient GEMMs straight into the fp32
+    `main_grad` buffers that DDP allocated (no bf16 weight gradient, no separate fp32 add per
+    micro-batch; the sum is also kept in fp32 throughout). megatron's own switch for this,
+    `gradient_accumulation_fusion`, also demands apex for its non-TE layers, so it is set on the
+    TE modules after DDP has given every weight its `main_grad` (`train.fuse_wgrad_accumulation`;
+    without TE there is nothing to fuse)."""
+    if not platform.has_transformer_engine():
+        return
+    from transformer_engine.pytorch.module.base import TransformerEngineBaseModule
+
+    for module in ddp.modules():
+        if isinstance(module, TransformerEngineBaseModule):
+            module.fuse_wgrad_accumulation = True
 
 
 def _finalize_without_token_scaling(model, num_tokens=None, **kwargs):

@@ -14,14 +14,20 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("transformer_engine") i
                                 reason="needs TransformerEngine")
 
 
+# TE runs fp32 GEMMs in TF32 on Hopper, which bounds fp32 agreement near 1e-2; the parity checks
+# compare the mapping and the kernels' math, so they run with TF32 off.
+STRICT_FP32 = {"NVIDIA_TF32_OVERRIDE": "0"}
+
+
 def _json(args):
-    return script_json(args, marker="max_abs_diff", timeout=600)
+    return script_json(args, marker="max_abs_diff", timeout=600, env=STRICT_FP32)
 
 
-@pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-4), ("bf16", 5e-2)])
+@pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-4), ("bf16", 0.2)])
 def test_te_path_matches_transformers(hf_models, precision, tolerance):
-    # fp32 measured 1.3e-6, bf16 1.5e-4 on an H100 (random 2-layer Llama); bf16 is bounded by
-    # its 8-bit mantissa on logits of scale ~5, hence the wider tolerance.
+    # bf16 weights and activations against transformers in fp32 on logits of scale 4.6: 0.11
+    # measured on an H100, and 0.11 by the engine's local path in bf16 on a CPU — the bf16
+    # rounding itself, hence the wider tolerance.
     hf_dir = hf_models["llama-gqa2-rope-scaled-untied"]
     result = _json(["tests.scripts.hf_parity", str(hf_dir), f"precision={precision}"])
     assert result["transformer_engine"], "the TE layer spec was not used"
@@ -42,3 +48,13 @@ def test_tiny_sft_in_bf16_reaches_the_cpu_exact_match(tmp_path):
     evals = [json.loads(line) for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
     assert evals[0]["eval_exact_match"] < 0.05
     assert evals[-1]["eval_exact_match"] >= 0.80, evals[-1]
+
+
+def test_te_cross_entropy_trains_as_megatrons(tmp_path):
+    """The fused TE kernel and megatron's vocab-parallel cross-entropy read the same bf16 logits
+    and compute in fp32: the same losses step after step."""
+    steps = ["precision=bf16", "train.max_steps=6", "optim.warmup_steps=1"]
+    te = train(tmp_path / "te", [*steps, "train.cross_entropy=te"])
+    megatron = train(tmp_path / "megatron", [*steps, "train.cross_entropy=megatron"])
+    for a, b in zip(te, megatron):
+        assert abs(a["loss"] - b["loss"]) <= 2e-3 * abs(b["loss"]), (a, b)
