@@ -1,11 +1,15 @@
 """Model FLOPs and measured step throughput.
 
     python -m tools.perf flops RECIPE.yaml [key=value ...] [--seq-len N]
+    python -m tools.perf memory RECIPE.yaml [key=value ...] [--world-size N] [--gpu-gib 80]
     [torchrun --nproc-per-node N] -m tools.perf step RECIPE.yaml [key=value ...]
         [--warmup 2] [--steps 5] [--trace DIR]
 
 `flops` prints model FLOPs per token (Megatron-LM's count; causal and non-causal attention) as
-JSON, at `--seq-len` (default: data.max_seq_len). `step` builds the recipe's training at this
+JSON, at `--seq-len` (default: data.max_seq_len). `memory` prints the estimated
+GPU memory per rank at the recipe's layout on --world-size GPUs (engine.metrics.memory): model
+states, bytes per micro-batch token, the step's peak at the recipe's token budget, and the
+largest budget that fits on a GPU of --gpu-gib. `step` builds the recipe's training at this
 launch's layout, runs warm-up steps, then times N steps on real packed batches and prints, from
 global rank 0: tokens/s/GPU, TFLOP/s/GPU (causal count over the real sequence lengths), MFU
 (when the GPU's peak is known or logging.peak_tflops is set), peak memory, and the time per
@@ -38,6 +42,25 @@ def flops(cfg, seq_len: int | None) -> dict:
     return {"seq_len": s, "vocab_size_padded": vocab,
             "flops_per_token_causal": causal, "flops_per_token_noncausal": full,
             "gflops_per_token_causal": causal / 1e9, "gflops_per_token_noncausal": full / 1e9}
+
+
+def memory(cfg, world_size: int, gpu_gib: float) -> dict:
+    from engine.metrics.memory import GIB, estimate_memory
+
+    cfg.validate(world_size)
+    p = cfg.parallel
+    dp = cfg.data_parallel_size(world_size)
+    kernel = "megatron" if cfg.train.cross_entropy == "megatron" else "te"
+    e = estimate_memory(cfg, p.tp, p.pp, dp, cross_entropy=kernel)
+    budget = cfg.data.max_tokens_per_micro_batch
+    fits = e.max_tokens_per_micro_batch(gpu_gib * GIB)
+    return {"tp": p.tp, "pp": p.pp, "dp": dp, "precision": cfg.precision,
+            "params_per_rank": e.params_per_rank,
+            "model_state_gib": e.model_state_bytes / GIB,
+            "mib_per_micro_batch_token": e.bytes_per_token / 2**20,
+            "max_tokens_per_micro_batch": budget,
+            "estimated_peak_gib": e.step_bytes(budget) / GIB,
+            "gpu_gib": gpu_gib, "largest_budget_that_fits": fits}
 
 
 def step(cfg, warmup: int, steps: int, trace: str | None) -> dict | None:
@@ -122,16 +145,22 @@ def _peak_memory_gib() -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.perf",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("flops", "step"))
+    parser.add_argument("command", choices=("flops", "memory", "step"))
     parser.add_argument("recipe")
     parser.add_argument("--seq-len", type=int)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--trace", help="directory for torch profiler traces")
+    parser.add_argument("--world-size", type=int, default=1, help="GPUs (memory)")
+    parser.add_argument("--gpu-gib", type=float, default=80.0, help="GPU memory (memory)")
     args, overrides = parse(parser, argv)
     cfg = load_recipe(args.recipe, overrides)
-    result = flops(cfg, args.seq_len) if args.command == "flops" else \
-        step(cfg, args.warmup, args.steps, args.trace)
+    if args.command == "flops":
+        result = flops(cfg, args.seq_len)
+    elif args.command == "memory":
+        result = memory(cfg, args.world_size, args.gpu_gib)
+    else:
+        result = step(cfg, args.warmup, args.steps, args.trace)
     if result is not None:
         print(json.dumps(result, indent=1))
     return 0

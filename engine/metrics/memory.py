@@ -1,0 +1,94 @@
+"""GPU memory of a training step, estimated per rank, and the micro-batch token budget that fits.
+
+    estimate = estimate_memory(cfg, tp=..., pp=..., dp=...)
+    estimate.max_tokens_per_micro_batch(gpu_bytes)   # largest budget that fits, or 0
+
+Model states, per parameter of the largest pipeline stage (÷ TP): bf16 — the bf16 weight (2
+bytes), its fp32 gradient (4; grads are reduced in fp32), the fp32 master weight and Adam's two
+moments (12, ÷ DP with the distributed optimizer); fp32 — weight and gradient (8) and the two
+moments (8, ÷ DP).
+
+Activations saved for the backward, per token of a micro-batch and per layer, in elements of the
+compute precision (TE layers, flash attention, no recomputation): the norm inputs and outputs
+before attention and MLP (4h, ÷ TP only with sequence parallelism), the attention's q, k, v and
+output (2·q + 2·kv, ÷ TP), the fc1 output and the SwiGLU output (3·ffn, ÷ TP). With pipeline
+parallelism the first stage holds PP micro-batches in flight over its L/PP layers: L layers in
+all. The last stage adds the logits (V/TP in the compute precision; megatron's cross-entropy
+adds an fp32 copy and its fp32 softmax). On top: one layer's worth of transient gradients and a
+fixed reserve for CUDA context, cuBLAS and allocator workspaces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.config import Config
+
+GIB = 2**30
+RESERVE_BYTES = 3 * GIB  # CUDA context, cuBLAS/cuDNN workspaces, allocator fragmentation
+USABLE_FRACTION = 0.92  # of the GPU's memory, for the caching allocator's slack
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    params_per_rank: int
+    model_state_bytes: float
+    activation_bytes_per_token: float  # all layers a rank holds in flight
+    logits_bytes_per_token: float
+    transient_bytes_per_token: float  # one layer's gradients during the backward
+
+    @property
+    def bytes_per_token(self) -> float:
+        return (self.activation_bytes_per_token + self.logits_bytes_per_token
+                + self.transient_bytes_per_token)
+
+    def step_bytes(self, tokens_per_micro_batch: int) -> float:
+        """Peak bytes of a step whose micro-batches hold this many tokens."""
+        return self.model_state_bytes + RESERVE_BYTES + self.bytes_per_token * tokens_per_micro_batch
+
+    def max_tokens_per_micro_batch(self, gpu_bytes: float, multiple: int = 1024) -> int:
+        """The largest token budget (a multiple of `multiple`) whose step fits on a GPU of
+        `gpu_bytes`; 0 when the model states alone do not fit."""
+        free = gpu_bytes * USABLE_FRACTION - self.model_state_bytes - RESERVE_BYTES
+        if free <= 0:
+            return 0
+        return int(free / self.bytes_per_token) // multiple * multiple
+
+
+def parameter_counts(cfg: Config) -> tuple[int, int, int]:
+    """(per transformer layer, embedding, output layer; 0 when tied) of the whole model."""
+    m = cfg.model
+    h, q = m.hidden_size, m.num_attention_heads * m.kv_channels
+    kv = m.num_query_groups * m.kv_channels
+    attention = h * (q + 2 * kv) + q * h + (q + 2 * kv if m.qkv_bias else 0)
+    layer = attention + 3 * h * m.ffn_hidden_size + 2 * h
+    embedding = m.vocab_size * h
+    return layer, embedding, 0 if m.tie_word_embeddings else embedding
+
+
+def estimate_memory(cfg: Config, tp: int, pp: int, dp: int,
+                    cross_entropy: str = "te") -> MemoryEstimate:
+    """Per-rank estimate at this layout; `cross_entropy` is the kernel that will run (`te`
+    works in place on the logits, `megatron` adds fp32 copies)."""
+    m, p = cfg.model, cfg.parallel
+    layer, embedding, output = parameter_counts(cfg)
+    vocab = m.padded_vocab_size(tp)
+    # The largest stage: its layers plus, at PP=1, embedding, output layer and final norm; at
+    # PP > 1 the embedding (first stage) or the output layer / tied copy and norm (last).
+    head = embedding + output + m.hidden_size if pp == 1 else embedding + m.hidden_size
+    params = (m.num_layers // pp * layer + head) // tp
+    bf16 = cfg.precision == "bf16"
+    optimizer_bytes = (12 if bf16 else 8) / (dp if p.distributed_optimizer else 1)
+    state = params * ((2 + 4 if bf16 else 4 + 4) + optimizer_bytes)
+
+    h, q = m.hidden_size, m.num_attention_heads * m.kv_channels
+    kv = m.num_query_groups * m.kv_channels
+    element = 2 if bf16 else 4
+    norms = 4 * h / (tp if p.sp else 1)
+    per_layer = (norms + (2 * q + 2 * kv + 3 * m.ffn_hidden_size) / tp) * element
+    logits = vocab / tp * element
+    if cross_entropy == "megatron":
+        logits += 2 * vocab / tp * 4  # its fp32 copy and saved fp32 softmax
+    return MemoryEstimate(params_per_rank=params, model_state_bytes=state,
+                          activation_bytes_per_token=m.num_layers * per_layer,
+                          logits_bytes_per_token=logits, transient_bytes_per_token=per_layer)
