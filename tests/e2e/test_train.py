@@ -6,9 +6,8 @@ import math
 
 import yaml
 
-from tests.util import ROOT, TINY, slurm_tasks, train
+from tests.util import TINY, slurm_tasks, train
 
-TINY_SFT = ROOT / "recipes" / "tiny" / "sft.yaml"
 
 
 def test_tiny_run_learns_and_writes_the_run_dir(tmp_path):
@@ -51,12 +50,11 @@ def test_slurm_style_launch(tmp_path):
     assert "world=2 tp=2" in (out / "train.log").read_text()
 
 
-def test_tiny_sft_answers_better_after_training(tmp_path):
-    train(tmp_path, ["train.epochs=1"], recipe=TINY_SFT)
-    evals = [json.loads(line) for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
+def test_tiny_sft_answers_better_after_training(tiny_sft_run):
+    evals = [json.loads(line) for line in (tiny_sft_run / "eval.jsonl").read_text().splitlines()]
     before, after = evals[0], evals[-1]
     assert before["step"] == 0 and after["step"] == 125
     assert after["eval_loss"] < 0.5 * before["eval_loss"]
     assert after["eval_exact_match"] > before["eval_exact_match"] + 0.05  # measured: 0 -> 0.08
-    stats = json.loads((tmp_path / "data_stats.json").read_text())
+    stats = json.loads((tiny_sft_run / "data_stats.json").read_text())
     assert stats["examples_kept"] == 4000 and stats["skipped"] == {}

