@@ -90,7 +90,7 @@ def math_candidates(response: str) -> list[str]:
     is correct." form; when neither is there, the text between the last two `$`; when that is
     missing too, the whole response. Only the response's tail is read."""
     text = answer_tail(response)
-    found = [c for c in (_last_boxed(text), _minerva_answer(text)) if c]
+    found = [c for c in (last_boxed(text), _minerva_answer(text)) if c]
     if found:
         return found
     between_dollars = _between_last_dollars(text)
@@ -99,7 +99,7 @@ def math_candidates(response: str) -> list[str]:
     return [text.strip()] if text.strip() else []
 
 
-def _last_boxed(text: str) -> str | None:
+def last_boxed(text: str) -> str | None:
     """Content of the last \\boxed or \\fbox: its balanced {...} group, or (`\\boxed 5`) the
     text after it up to the next `$` or line end; None when absent or never closed."""
     start = max(text.rfind(macro) for macro in _BOX_MACROS)
