@@ -11,9 +11,9 @@ import pytest
 
 from engine.errors import DataError
 from engine.evaluation.ifeval import (
-    INSTRUCTIONS, count_sentences, follows, follows_loose, loose_variants,
-    score_ifeval_benchmark, word_tokens,
+    INSTRUCTIONS, follows, follows_loose, loose_variants, score_ifeval_benchmark,
 )
+from engine.evaluation.text_units import count_sentences, word_tokens
 
 BENCHMARK_IDS = {
     "keywords:existence", "keywords:frequency", "keywords:forbidden_words",
