@@ -29,7 +29,8 @@ from engine.errors import CheckpointError
 Source = Callable[[str, "int | None", tuple], torch.Tensor]
 
 
-def _sharded_tensors(model: torch.nn.Module):
+def sharded_tensors(model: torch.nn.Module):
+    """The ShardedTensors of this rank's stage, factories (fc1's gate and up) built."""
     for item in model.sharded_state_dict().values():
         if isinstance(item, ShardedTensorFactory):
             built = item.build()
@@ -42,7 +43,7 @@ def _sharded_tensors(model: torch.nn.Module):
 def fill_weights(model: torch.nn.Module, source: Source) -> None:
     """Set every parameter of this rank's stage to its slice of the source's global tensors."""
     seen, cached = set(), (None, None)
-    for st in _sharded_tensors(model):
+    for st in sharded_tensors(model):
         p = st.prepend_axis_num
         layer = st.global_offset[0] if p else None
         shape = tuple(st.global_shape[p:])
