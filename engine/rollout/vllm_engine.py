@@ -72,6 +72,8 @@ class RolloutEngine:
                        dtype=dtype, seed=seed, max_model_len=max_model_len,
                        logprobs_mode="processed_logprobs", **options)
         self.cuda = cuda
+        self.tied_embeddings = bool(getattr(self.llm.llm_engine.model_config.hf_config,
+                                            "tie_word_embeddings", False))
         self.weight_version = 0
 
     def generate(self, prompts: list[list[int]], spec: SamplingSpec,
@@ -101,8 +103,15 @@ class RolloutEngine:
 
     def load_weights(self, named_tensors: list[tuple[str, torch.Tensor]], version: int) -> None:
         """Replace the weights in place from full HF-named tensors (every tensor of the model:
-        on CPUs a subset would leave the rest stale), reset the prefix cache, set the version."""
-        self.llm.collective_rpc(_load_in_worker, args=(list(named_tensors), self.cuda))
+        on CPUs a subset would leave the rest stale), reset the prefix cache, set the version.
+        With tied embeddings the embedding also goes in as `lm_head.weight`: on CPUs vLLM
+        repacks the output projection apart from the embedding, which alone would leave the
+        logits on the old weights (measured: |Δ log p| 1.3 after an embedding-only change)."""
+        named_tensors = list(named_tensors)
+        names = dict(named_tensors)
+        if self.tied_embeddings and "lm_head.weight" not in names:
+            named_tensors.append(("lm_head.weight", names["model.embed_tokens.weight"]))
+        self.llm.collective_rpc(_load_in_worker, args=(named_tensors, self.cuda))
         self.llm.reset_prefix_cache()
         self.weight_version = version
 
