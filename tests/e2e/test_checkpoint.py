@@ -1,7 +1,6 @@
 """Checkpoints: atomic saves, automatic resume, exact continuation (same layout: bit-identical;
 another layout: within fp32 reduction noise), SIGTERM preemption and Ctrl-C (SIGUSR1 through a
-real sbatch job: test_slurm.py), damaged
-checkpoints, a full disk."""
+real sbatch job: test_slurm.py), damaged checkpoints, a full disk."""
 
 import json
 import os
