@@ -21,17 +21,11 @@ from typing import Iterator
 import torch
 import torch.distributed as dist
 from megatron.core import parallel_state
+from megatron.core.utils import unwrap_model
 
 from engine.config import ModelConfig
 from engine.hf.name_map import hf_names, rules
 from engine.model.init import sharded_tensors
-
-
-def _gpt_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The GPTModel under DDP and the bf16 wrapper."""
-    while hasattr(model, "module"):
-        model = model.module
-    return model
 
 
 def _is_main_copy(replica_id) -> bool:
@@ -47,7 +41,7 @@ def hf_weights(model: torch.nn.Module, m: ModelConfig) -> Iterator[tuple[str, to
     model-parallel group: every rank of it must iterate to the end."""
     slices: dict[tuple[str, int | None], list] = {}
     shapes: dict[str, tuple] = {}
-    for st in sharded_tensors(_gpt_model(model)):
+    for st in sharded_tensors(unwrap_model(model)):
         p = st.prepend_axis_num
         layer = st.global_offset[0] if p else None
         shapes[st.key] = tuple(st.global_shape[p:])
@@ -67,7 +61,7 @@ def hf_weights(model: torch.nn.Module, m: ModelConfig) -> Iterator[tuple[str, to
 
 
 def _model_dtype_and_device(model: torch.nn.Module) -> tuple[torch.dtype, torch.device]:
-    param = next(_gpt_model(model).parameters())
+    param = next(unwrap_model(model).parameters())
     return param.dtype, param.device
 
 
