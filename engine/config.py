@@ -32,6 +32,9 @@ REDUCTIONS = ("sum", "token_mean", "sequence_mean")
 CHAT_TEMPLATES = ("tulu", "llama3", "tokenizer")
 ARCHS = ("llama", "qwen2")
 PREFERENCE_LOSSES = ("dpo", "dpo_norm", "ipo", "simpo", "hinge")
+ADVANTAGE_NORMALIZATIONS = ("standard", "centered")
+KL_ESTIMATORS = ("k1", "k2", "k3")
+MATH_RULES = ("flex", "math_verify")
 
 
 @dataclass
@@ -173,6 +176,39 @@ class DPOConfig:
 
 
 @dataclass
+class RolloutConfig:
+    """The vLLM engines that generate RLVR's answers, colocated with the trainer's ranks (one
+    engine per group of `tp` ranks: vLLM data parallelism over the world), and how they sample."""
+
+    tp: int = 1  # the engines' own tensor-parallel size, independent of parallel.tp
+    max_new_tokens: int = 256  # an answer that reaches it is truncated (flagged)
+    temperature: float = 1.0
+    top_p: float = 1.0
+    dtype: Optional[str] = None  # default: the precision's (fp32 | bf16)
+    gpu_memory_fraction: float = 0.4  # GPU: KV cache and weights, slept while training
+    cpu_kv_cache_gib: int = 1  # CPU: VLLM_CPU_KVCACHE_SPACE (whole GiB)
+
+
+@dataclass
+class RLVRConfig:
+    """Reinforcement learning with verifiable rewards (stage `rlvr`): GRPO on each step's
+    `data.global_batch_size` prompts × `samples_per_prompt` answers."""
+
+    samples_per_prompt: int = 16
+    advantage_normalization: str = "standard"  # standard (÷ group std) | centered
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    kl_coef: float = 0.01  # β
+    kl_estimator: str = "k3"  # k1 | k2 | k3
+    mini_batches: int = 1  # optimizer steps per rollout batch
+    verifiable_reward: float = 10.0  # a correct answer's reward (0 otherwise)
+    max_prompt_tokens: int = 2048  # longer prompts are dropped and counted
+    math_rule: str = "flex"  # flex (Tülu's) | math_verify
+    reward_workers: int = 2  # verifier processes per engine group
+    reward_timeout_s: float = 2.0
+
+
+@dataclass
 class CheckpointConfig:
     """Saved every `every_steps` (0: never periodically), at the end, and on SIGTERM/SIGUSR1.
     A resumed run must keep the recipe its checkpoint records, except for the keys (or sections)
@@ -204,6 +240,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    rlvr: RLVRConfig = field(default_factory=RLVRConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
@@ -243,6 +281,10 @@ class Config:
             if getattr(self.dpo, key) < 0:
                 raise ConfigError(f"dpo.{key} must be >= 0, got {getattr(self.dpo, key)}")
         self._validate_optim()
+        if self.stage == "rlvr" and world_size % self.rollout.tp:
+            raise ConfigError(f"world size {world_size} is not divisible by rollout.tp="
+                              f"{self.rollout.tp} (each group of rollout.tp ranks runs one "
+                              f"vLLM engine)")
         for key, value in (("parallel.tp", p.tp), ("parallel.pp", p.pp),
                            ("model.num_layers", m.num_layers), ("model.hidden_size", m.hidden_size),
                            ("model.ffn_hidden_size", m.ffn_hidden_size),

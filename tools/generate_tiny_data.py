@@ -9,6 +9,8 @@ pref_train.jsonl  2,000 preference pairs (correct vs wrong, brief vs signed-off)
                   recipes/tiny/dpo.yaml
 pref_eval.jsonl   200 held-out pairs; their additions occur in no training file, their brevity
                   pairs ask kinds of question that the training pairs' brevity pairs do not
+rlvr_train.jsonl  600 RLVR prompts (counting, spans of 3 and 4) for recipes/tiny/rlvr.yaml
+rlvr_eval.jsonl   36 held-out RLVR prompts, counting from starts that no training prompt has
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
-from engine.data.synthetic import tiny_chat, tiny_corpus, tiny_preferences
+from engine.data.synthetic import tiny_chat, tiny_corpus, tiny_preferences, tiny_rlvr_prompts
 
 
 def _write(path: Path, records: list[dict]) -> None:
@@ -42,6 +44,8 @@ def main() -> None:
     _write(out / "pref_train.jsonl", pairs)
     seen |= {r["prompt"] for r in pairs}
     _write(out / "pref_eval.jsonl", tiny_preferences(200, seed=4, held_out=True, exclude=seen))
+    _write(out / "rlvr_train.jsonl", tiny_rlvr_prompts(600, seed=5))
+    _write(out / "rlvr_eval.jsonl", tiny_rlvr_prompts(0, seed=6, held_out=True))
 
 
 if __name__ == "__main__":

@@ -84,10 +84,15 @@ class PackedLoader:
     def epoch(self) -> float:
         return self.consumed / len(self.items)
 
-    def _plan(self) -> tuple[list[int], list[list[list[int]]]]:
-        """Next global batch: item ids, and per rank its bins (positions into the ids)."""
+    def next_items(self) -> list[int]:
+        """The next global batch's item ids, without packing them (RLVR's prompts)."""
         ids = [self._index(self.consumed + i) for i in range(self.global_batch_size)]
         self.consumed += self.global_batch_size
+        return ids
+
+    def _plan(self) -> tuple[list[int], list[list[list[int]]]]:
+        """Next global batch: item ids, and per rank its bins (positions into the ids)."""
+        ids = self.next_items()
         lengths = [self.item_lengths[i] for i in ids]
         return ids, plan_global_batch(lengths, self.capacity, self.dp_size)
 

@@ -36,6 +36,7 @@ class Tokenized:
     items: list[tuple[int, ...]] | None = None  # default: one item per sequence
     sequence_data: dict[str, np.ndarray] = field(default_factory=dict)
     token_data: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    records: list | None = None  # per sequence, what else a stage keeps (RLVR: ground truths)
 
 
 @dataclass

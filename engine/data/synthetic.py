@@ -143,3 +143,20 @@ def tiny_preferences(num_pairs: int, seed: int, held_out: bool = False,
                         "chosen": prompt + [{"role": "assistant", "content": right}],
                         "rejected": prompt + [{"role": "assistant", "content": wrong}]})
     return records
+
+
+def tiny_rlvr_prompts(num_prompts: int, seed: int, held_out: bool = False) -> list[dict]:
+    """RLVR rows in Tülu's format (`messages`, `ground_truth`, `dataset`): "Count from a to b."
+    with b − a of 3 or 4, scored by the GSM8K verifier (the answer's last number must be b). The
+    chat data only ever counts five numbers (b − a = 4), so the tiny SFT model gets the spans of
+    4 right and those of 3 wrong, a gap that reinforcement can close. Held-out rows start at the
+    multiples of 5 (each start and span once, `num_prompts` ignored); training rows at the other
+    starts, drawn at random."""
+    if held_out:
+        pairs = [(a, span) for a in range(0, 90, 5) for span in (3, 4)]
+    else:
+        rng = random.Random(seed)
+        starts = [a for a in range(90) if a % 5]
+        pairs = [(rng.choice(starts), rng.choice((3, 4))) for _ in range(num_prompts)]
+    return [{"messages": [{"role": "user", "content": f"Count from {a} to {a + span}."}],
+             "ground_truth": str(a + span), "dataset": "gsm8k"} for a, span in pairs]

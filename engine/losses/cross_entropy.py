@@ -68,3 +68,21 @@ def cross_entropy(mb, logits: torch.Tensor, *, real_vocab_size: int, kernel: str
                                   kernel)
     count = torch.tensor(mb.num_tokens, dtype=torch.int, device=loss.device)
     return loss, count, {"loss": loss.detach()}
+
+
+@torch.no_grad()
+def token_entropy(logits: torch.Tensor, real_vocab_size: int) -> torch.Tensor:
+    """Entropy of softmax(logits) per token (fp32; a metric, no gradient); logits [t, vocab/TP],
+    reduced over the tensor-parallel group."""
+    x = mask_padded_vocab(logits.detach().float().clone(), real_vocab_size)
+    tp = parallel_state.get_tensor_model_parallel_world_size()
+    group = parallel_state.get_tensor_model_parallel_group() if tp > 1 else None
+    peak = x.max(dim=-1).values
+    if tp > 1:
+        torch.distributed.all_reduce(peak, op=torch.distributed.ReduceOp.MAX, group=group)
+    shifted = x - peak.unsqueeze(-1)
+    weights = shifted.exp()
+    sums = torch.stack([weights.sum(-1), (weights * shifted.nan_to_num(neginf=0.0)).sum(-1)])
+    if tp > 1:
+        torch.distributed.all_reduce(sums, group=group)
+    return sums[0].log() - sums[1] / sums[0]

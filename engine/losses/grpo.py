@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import torch
 
-from engine.losses.cross_entropy import label_logprobs
+from engine.config import ADVANTAGE_NORMALIZATIONS as NORMALIZATIONS, KL_ESTIMATORS
+from engine.losses.cross_entropy import label_logprobs, token_entropy
 from engine.losses.registry import register
 
-NORMALIZATIONS = ("standard", "centered")
-KL_ESTIMATORS = ("k1", "k2", "k3")
-GRPO_METRICS = ("loss", "policy_loss", "kl", "clip_fraction", "ratio")
+GRPO_METRICS = ("loss", "policy_loss", "kl", "clip_fraction", "ratio", "entropy")
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int,
@@ -71,9 +70,15 @@ def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str) -> t
 
 @register("grpo", metrics=GRPO_METRICS)
 def grpo(mb, logits, *, real_vocab_size: int, kernel: str = "auto", clip_low: float = 0.2,
-         clip_high: float = 0.2, kl_coef: float = 0.01, kl_estimator: str = "k3"):
-    """The GRPO loss over the answer tokens of a packed micro-batch (weights: the reduction)."""
-    logp = label_logprobs(logits.squeeze(0), mb.labels, real_vocab_size, kernel)
+         clip_high: float = 0.2, kl_coef: float = 0.01, kl_estimator: str = "k3",
+         temperature: float = 1.0):
+    """The GRPO loss over the answer tokens of a packed micro-batch (weights: the reduction),
+    on the distribution the answers were sampled from (logits / temperature)."""
+    logits = logits.squeeze(0)
+    if temperature != 1.0:
+        logits = logits / temperature
+    entropy = token_entropy(logits, real_vocab_size)
+    logp = label_logprobs(logits, mb.labels, real_vocab_size, kernel)
     data, weights = mb.token_data, mb.loss_weights.double()
     policy, clipped = clipped_surrogate(logp.double(), data["old_logprobs"].double(),
                                         data["advantages"].double(), clip_low, clip_high)
@@ -85,6 +90,7 @@ def grpo(mb, logits, *, real_vocab_size: int, kernel: str = "auto", clip_low: fl
 
     metrics = {"loss": loss.detach().float(), "policy_loss": mean(policy), "kl": mean(kl),
                "clip_fraction": mean(clipped.double()),
-               "ratio": mean(torch.exp(logp.double() - data["old_logprobs"].double()))}
+               "ratio": mean(torch.exp(logp.double() - data["old_logprobs"].double())),
+               "entropy": mean(entropy.double())}
     count = torch.tensor(mb.num_tokens, dtype=torch.int, device=loss.device)
     return loss.float(), count, metrics

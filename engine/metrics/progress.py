@@ -37,8 +37,10 @@ class Progress:
         self.start, self.first_step = time.perf_counter(), start_step + 1
         self.first_loss = self.last_loss = None
 
-    def record(self, step: int, batch, result, epoch: float) -> dict:
-        """The metrics.jsonl record of a step (a GlobalBatch and its StepResult)."""
+    def record(self, step: int, batch, result, epoch: float, extra: dict,
+               log_keys: tuple[str, ...] = ()) -> dict:
+        """The metrics.jsonl record of a step (a GlobalBatch and its StepResult, and a stage's
+        `extra` metrics, of which the numbers named in `log_keys` also go to the log line)."""
         elapsed, tokens_per_s = self.meter.tick(batch.tokens)
         flops = step_flops(self.cfg.model, batch.lengths, self.vocab)
         tflops = flops / elapsed / self.layout.world_size / 1e12
@@ -49,6 +51,7 @@ class Progress:
             done = time.perf_counter() - self.start
             eta = done / (step - self.first_step + 1) * (self.max_steps - step)
             others = "".join(f" | {k} {v:.4g}" for k, v in result.metrics.items() if k != "loss")
+            others += "".join(f" | {k} {extra[k]:.4g}" for k in log_keys)
             log.info("step %d/%d | loss %.4f%s | lr %.3g | grad_norm %.3f | %.0f tok/s | "
                      "%.3g TFLOP/s/GPU%s | eta %.0fs", step, self.max_steps, result.loss, others,
                      result.lr, result.grad_norm, tokens_per_s, tflops,
@@ -68,6 +71,7 @@ class Progress:
             "packing_efficiency": batch.tokens / batch.token_budget,
             "epoch": epoch,
             "skipped": result.skipped,
+            **extra,
         }
 
     def done(self, out: Path) -> None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Callable
 
+from engine.config import MATH_RULES
 from engine.errors import DataError
 
 DATASETS = ("gsm8k", "math", "ifeval")
-MATH_RULES = ("flex", "math_verify")
 TULU_GENERATION_PROMPT = "<|assistant|>\n"
 
 

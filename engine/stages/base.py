@@ -11,7 +11,11 @@
   starts (DPO's reference log-probs);
 - `evaluator(cfg, layout, training) -> Evaluator | None`: called with (train step, step number)
   before training, every `eval.every_steps` and at the end; returns the metrics for eval.jsonl;
-- `validate(cfg)`: recipe checks only this stage needs (called by `engine.recipe.load_recipe`).
+- `validate(cfg)`: recipe checks only this stage needs (called by `engine.recipe.load_recipe`);
+- `train(cfg, layout, stage) -> exit code`: a stage with its own outer loop (RLVR: generate,
+  score, train, refit) replaces `engine.train.loop.train`, on the same plumbing
+  (`engine.train.run.Run`);
+- `updates_per_step(cfg)`: optimizer steps per step of the run (the LR schedule's horizon).
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ def no_checks(cfg) -> None:
     return None
 
 
+def one_update(cfg) -> int:
+    return 1
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
@@ -40,3 +48,5 @@ class Stage:
     before_training: Callable = nothing_before_training
     evaluator: Callable = no_evaluator
     validate: Callable = no_checks
+    train: Callable | None = None
+    updates_per_step: Callable = one_update

@@ -32,8 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     from engine.train.loop import train
 
     layout = init_distributed(cfg.parallel, env)
+    stage = get_stage(cfg.stage)
     try:
-        return train(cfg, layout, get_stage(cfg.stage))
+        return (stage.train or train)(cfg, layout, stage)
     finally:
         shutdown()
 

@@ -78,6 +78,7 @@ def build_training(cfg: Config, layout: Layout, stage, run_dir: RunDir | None) -
 
     seed_everything(cfg.seed)
     model = wrap_for_training(build_model_with_weights(cfg, layout), cfg)
-    optimizer, scheduler = build_optimizer(model, cfg, max_steps, warmup_steps)
+    updates = stage.updates_per_step(cfg)
+    optimizer, scheduler = build_optimizer(model, cfg, max_steps * updates, warmup_steps * updates)
     step = TrainStep(model, optimizer, scheduler, layout, stage.loss(cfg))
     return Training(data, loader, model, optimizer, scheduler, step, max_steps)

@@ -72,9 +72,12 @@ class Run:
         if self.evaluator is not None:
             self.metrics.write({"step": step, **self.evaluator(self.t.step, step)}, kind="eval")
 
-    def record(self, step: int, batch, result) -> None:
-        """Write a step's metrics (a GlobalBatch and its StepResult) and the progress line."""
-        self.metrics.write(self.progress.record(step, batch, result, self.t.loader.epoch))
+    def record(self, step: int, batch, result, extra: dict | None = None,
+               log_keys: tuple[str, ...] = ()) -> None:
+        """Write a step's metrics (a GlobalBatch and its StepResult, and a stage's `extra`
+        metrics) and the progress line."""
+        self.metrics.write(self.progress.record(step, batch, result, self.t.loader.epoch,
+                                                extra or {}, log_keys))
 
     def steps(self) -> Iterator[int]:
         """Step numbers to train, from the one after the resumed checkpoint to the last. After

@@ -102,5 +102,5 @@ def test_command_line_max_steps_wins_over_recipe_epochs():
 
 
 def test_unknown_stage_lists_the_registered_ones():
-    with pytest.raises(ConfigError, match="stage='dpo2' is not one of dpo, pretrain, sft"):
+    with pytest.raises(ConfigError, match="stage='dpo2' is not one of dpo, pretrain, rlvr, sft"):
         load_recipe(TINY, ["stage=dpo2"])

@@ -41,9 +41,9 @@ def test_tulu3_dpo_recipes(size, lr):
     assert cfg.model.vocab_size == 128256 and cfg.data.chat_template == "tulu"
 
 
-@pytest.mark.parametrize("name", ["pretrain", "sft", "dpo"])
+@pytest.mark.parametrize("name", ["pretrain", "sft", "dpo", "rlvr"])
 def test_tiny_recipes_validate_on_one_to_four_processes(name):
-    # the tiny DPO recipe starts from the tiny SFT run; its own model section stands in here
+    # the tiny DPO and RLVR recipes start from the tiny SFT run; their model sections stand in
     cfg = load_recipe(ROOT / f"recipes/tiny/{name}.yaml", ["model.init_from_checkpoint=null"])
     for world in (1, 2, 4):
         cfg.validate(world)

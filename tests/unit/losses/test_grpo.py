@@ -51,7 +51,9 @@ def test_kl_estimators():
         kl_estimate(logp, ref, "k4")
 
 
-def test_registered_loss_equals_its_formula(single_process):
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_registered_loss_equals_its_formula(single_process, temperature):
+    """On the distribution the answers were sampled from: softmax(logits / T)."""
     torch.manual_seed(0)
     vocab = 7
     seqs = [np.array([1, 2, 3, 4]), np.array([5, 6, 1])]
@@ -62,10 +64,13 @@ def test_registered_loss_equals_its_formula(single_process):
     mb = collate(seqs, weights, 0, 1, token_data={"old_logprobs": old, "ref_logprobs": ref,
                                                    "advantages": adv})
     logits = torch.randn(1, len(mb.tokens), vocab, dtype=torch.float64)
-    loss_fn = get_loss("grpo", real_vocab_size=vocab, kl_coef=0.1, kl_estimator="k3")
+    loss_fn = get_loss("grpo", real_vocab_size=vocab, kl_coef=0.1, kl_estimator="k3",
+                       temperature=temperature)
     loss, _, metrics = loss_fn(mb, logits.clone())
 
-    logp = torch.log_softmax(logits[0], -1).gather(1, mb.labels.clamp(min=0)[:, None])[:, 0]
+    log_probs = torch.log_softmax(logits[0] / temperature, -1)
+    logp = log_probs.gather(1, mb.labels.clamp(min=0)[:, None])[:, 0]
+    entropy = -(log_probs.exp() * log_probs).sum(-1)
     td = mb.token_data
     expected = 0.0
     for t in range(len(mb.tokens)):
@@ -80,3 +85,5 @@ def test_registered_loss_equals_its_formula(single_process):
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     assert metrics["loss"].item() == pytest.approx(expected, rel=1e-6)
     assert 0.0 <= metrics["clip_fraction"].item() <= 1.0
+    weights = mb.loss_weights.double()
+    assert metrics["entropy"].item() == pytest.approx((weights * entropy).sum().item(), rel=1e-5)

@@ -14,13 +14,14 @@ from tests.util import ROOT, TINY
 
 TINY_SFT = ROOT / "recipes" / "tiny" / "sft.yaml"
 TINY_DPO = ROOT / "recipes" / "tiny" / "dpo.yaml"
+TINY_RLVR = ROOT / "recipes" / "tiny" / "rlvr.yaml"
 
 
 def test_registry_finds_every_stage_module():
-    assert stage_names() == ["dpo", "pretrain", "sft"]
+    assert stage_names() == ["dpo", "pretrain", "rlvr", "sft"]
     for name in stage_names():
         assert get_stage(name).name == name
-    with pytest.raises(ConfigError, match="stage='rlhf' is not one of dpo, pretrain, sft"):
+    with pytest.raises(ConfigError, match="stage='rlhf' is not one of dpo, pretrain, rlvr, sft"):
         get_stage("rlhf")
 
 
@@ -50,3 +51,40 @@ def test_stage_checks_its_own_keys():
     with pytest.raises(ConfigError, match="cannot hold a pair of data.max_seq_len=256"):
         load_recipe(TINY_DPO, ["model.init_from_checkpoint=null",
                                "data.max_tokens_per_micro_batch=300"])
+
+
+def test_rlvr_stage_prepares_prompts_and_its_own_loop():
+    cfg = load_recipe(TINY_RLVR, ["model.init_from_checkpoint=null"])
+    stage = get_stage("rlvr")
+    data = stage.prepare(cfg)
+    prompts = data.examples.records
+    assert len(prompts) == data.num_items == len(data.sequences) == 600
+    assert all((p.prompt_ids == s).all() for p, s in zip(prompts, data.sequences))
+    assert prompts[0].dataset == "gsm8k" and isinstance(prompts[0].ground_truth, str)
+    assert not any(m.any() for m in data.examples.target_masks)  # answers are generated
+    assert data.tokenizer.decode(data.sequences[0]).endswith("<|assistant|>\n")
+    assert "entropy" in stage.loss(cfg).metrics
+    assert stage.train is not None and stage.updates_per_step(cfg) == cfg.rlvr.mini_batches
+
+
+@pytest.mark.parametrize("override, message", [
+    ("rlvr.samples_per_prompt=1", "GRPO needs at least 2 answers per prompt"),
+    ("rlvr.kl_estimator=k4", "rlvr.kl_estimator='k4' is not one of k1, k2, k3"),
+    ("rlvr.advantage_normalization=rank", "rlvr.advantage_normalization='rank'"),
+    ("rlvr.mini_batches=3", "128 answers do not split into rlvr.mini_batches=3"),
+    ("rollout.max_new_tokens=4000", "does not fit data.max_tokens_per_micro_batch=2048"),
+    ("rollout.temperature=0", "rollout.temperature must be > 0"),
+    ("rollout.top_p=1.5", "rollout.top_p must be in"),
+    ("rollout.dtype=float16", "rollout.dtype='float16' is not one of float32, bfloat16"),
+    ("rlvr.kl_coef=-1", "rlvr.kl_coef must be >= 0"),
+])
+def test_rlvr_stage_checks_its_keys(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(TINY_RLVR, ["model.init_from_checkpoint=null", override])
+
+
+def test_rollout_tp_must_divide_the_world():
+    cfg = load_recipe(TINY_RLVR, ["model.init_from_checkpoint=null", "rollout.tp=2"])
+    cfg.validate(4)
+    with pytest.raises(ConfigError, match="world size 3 is not divisible by rollout.tp=2"):
+        cfg.validate(3)

@@ -1,0 +1,103 @@
+"""Stage `rlvr`: reinforcement learning with verifiable rewards (GRPO), Tülu 3.1's last stage.
+
+The data are prompts (`engine.data.rlvr_prompts`: Tülu's rows, `messages` + `ground_truth` +
+`dataset`), rendered through the chat template's generation prompt; each step takes
+`data.global_batch_size` of them in the loader's seeded order. The loop (`engine.train.rlvr_loop`)
+generates `rlvr.samples_per_prompt` answers per prompt with vLLM, scores them with the
+verifiers, and trains with the `grpo` loss (`engine.losses.grpo`) in `rlvr.mini_batches`
+optimizer steps. With `eval.sources` (held-out RLVR rows) the engines answer them greedily before,
+during and after training, and the verifiers score the answers (eval.jsonl).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import partial
+
+import numpy as np
+
+from engine.config import (ADVANTAGE_NORMALIZATIONS, KL_ESTIMATORS, MATH_RULES, Config,
+                           ConfigError)
+from engine.data.chat_template import ChatFormat
+from engine.data.prepare import Prepared, Tokenized, prepare
+from engine.data.records import SkipReport
+from engine.data.rlvr_prompts import load_rlvr_prompts
+from engine.losses.registry import get_loss
+from engine.stages.base import Stage
+
+
+def _tokenize(cfg: Config, tokenizer, report: SkipReport, counts: Counter) -> Tokenized:
+    chat = ChatFormat(cfg.data.chat_template, tokenizer)
+    prompts = load_rlvr_prompts(cfg.data, chat, cfg.seed, report, counts,
+                                cfg.rlvr.max_prompt_tokens)
+    return Tokenized([p.prompt_ids for p in prompts],
+                     [np.zeros(len(p.prompt_ids) - 1, dtype=bool) for p in prompts],
+                     chat=chat, records=prompts)
+
+
+def prepare_prompts(cfg: Config) -> Prepared:
+    return prepare(cfg, partial(_tokenize, cfg))
+
+
+def grpo_loss(cfg: Config):
+    r = cfg.rlvr
+    return get_loss("grpo", real_vocab_size=cfg.model.vocab_size, kernel=cfg.train.cross_entropy,
+                    clip_low=r.clip_low, clip_high=r.clip_high, kl_coef=r.kl_coef,
+                    kl_estimator=r.kl_estimator, temperature=cfg.rollout.temperature)
+
+
+def validate(cfg: Config) -> None:
+    r, ro, d = cfg.rlvr, cfg.rollout, cfg.data
+    for key, value, allowed in (("rlvr.advantage_normalization", r.advantage_normalization,
+                                 ADVANTAGE_NORMALIZATIONS),
+                                ("rlvr.kl_estimator", r.kl_estimator, KL_ESTIMATORS),
+                                ("rlvr.math_rule", r.math_rule, MATH_RULES),
+                                ("rollout.dtype", ro.dtype, (None, "float32", "bfloat16"))):
+        if value not in allowed:
+            raise ConfigError(f"{key}={value!r} is not one of "
+                              f"{', '.join(str(a) for a in allowed if a)}")
+    if r.samples_per_prompt < 2:
+        raise ConfigError(f"rlvr.samples_per_prompt={r.samples_per_prompt}: GRPO needs at least "
+                          f"2 answers per prompt (its advantages are relative to the group)")
+    for key, value in (("rlvr.mini_batches", r.mini_batches), ("rollout.tp", ro.tp),
+                       ("rollout.max_new_tokens", ro.max_new_tokens),
+                       ("rlvr.max_prompt_tokens", r.max_prompt_tokens),
+                       ("rlvr.reward_workers", r.reward_workers)):
+        if value < 1:
+            raise ConfigError(f"{key} must be >= 1, got {value}")
+    for key, value in (("rlvr.clip_low", r.clip_low), ("rlvr.clip_high", r.clip_high),
+                       ("rlvr.kl_coef", r.kl_coef)):
+        if value < 0:
+            raise ConfigError(f"{key} must be >= 0, got {value}")
+    for key, value in (("rlvr.verifiable_reward", r.verifiable_reward),
+                       ("rlvr.reward_timeout_s", r.reward_timeout_s),
+                       ("rollout.temperature", ro.temperature)):
+        if value <= 0:
+            raise ConfigError(f"{key} must be > 0, got {value}")
+    if not 0 < ro.top_p <= 1:
+        raise ConfigError(f"rollout.top_p must be in (0, 1], got {ro.top_p}")
+    answers = d.global_batch_size * r.samples_per_prompt
+    if answers % r.mini_batches:
+        raise ConfigError(f"data.global_batch_size × rlvr.samples_per_prompt = {answers} answers "
+                          f"do not split into rlvr.mini_batches={r.mini_batches}")
+    longest = r.max_prompt_tokens + ro.max_new_tokens
+    if longest > d.max_tokens_per_micro_batch:
+        raise ConfigError(f"rlvr.max_prompt_tokens + rollout.max_new_tokens = {longest} does not "
+                          f"fit data.max_tokens_per_micro_batch={d.max_tokens_per_micro_batch}")
+    if longest > cfg.model.max_position_embeddings:
+        raise ConfigError(f"rlvr.max_prompt_tokens + rollout.max_new_tokens = {longest} exceeds "
+                          f"model.max_position_embeddings={cfg.model.max_position_embeddings}")
+
+
+def mini_batches(cfg: Config) -> int:
+    return cfg.rlvr.mini_batches
+
+
+def _train(cfg, layout, stage) -> int:
+    from engine.train.rlvr_loop import train_rlvr
+
+    return train_rlvr(cfg, layout, stage)
+
+
+STAGE = Stage(name="rlvr", prepare=prepare_prompts, loss=grpo_loss, validate=validate,
+              train=_train, updates_per_step=mini_batches)
