@@ -1,5 +1,5 @@
 """The shipped recipes load, validate at their intended scale, and carry Tülu 3's published SFT
-and DPO settings."""
+and DPO settings and Tülu 3.1's GRPO ones."""
 
 import pytest
 
@@ -39,6 +39,20 @@ def test_tulu3_dpo_recipes(size, lr):
     assert cfg.data.max_seq_len == 2048 and cfg.data.global_batch_size == 128
     assert cfg.data.max_tokens_per_micro_batch >= 2 * cfg.data.max_seq_len  # a pair fits
     assert cfg.model.vocab_size == 128256 and cfg.data.chat_template == "tulu"
+
+
+def test_tulu31_grpo_recipe():
+    recipe = ROOT / "recipes/tulu3/llama3.1-8b/grpo.yaml"
+    with pytest.raises(CheckpointError, match="runs/tulu3-8b-dpo"):  # the DPO run first
+        load_recipe(recipe)
+    cfg = load_recipe(recipe, ["model.init_from_checkpoint=null"])
+    cfg.validate(world_size=8)  # one node
+    assert cfg.stage == "rlvr" and cfg.precision == "bf16"
+    r = cfg.rlvr
+    assert (r.samples_per_prompt, r.kl_coef, r.kl_estimator) == (16, 0.01, "k3")
+    assert cfg.optim.lr == 5e-7 and cfg.optim.decay == "constant"
+    assert r.max_prompt_tokens == cfg.rollout.max_new_tokens == 2048
+    assert cfg.rollout.temperature == 1.0 and cfg.model.vocab_size == 128256
 
 
 @pytest.mark.parametrize("name", ["pretrain", "sft", "dpo", "rlvr"])
