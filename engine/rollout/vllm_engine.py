@@ -70,7 +70,8 @@ class Completion:
 
 class RolloutEngine:
     def __init__(self, hf_dir: str, *, stop_token_ids: list[int],
-                 max_model_len: int | None = None, tp: int = 1, dtype: str = "bfloat16", seed: int = 0,
+                 max_model_len: int | None = None, tp: int = 1, dtype: str = "bfloat16",
+                 seed: int = 0,
                  gpu_memory_fraction: float = 0.4, cpu_kv_cache_gib: int = 1,
                  weights: str = "auto", distributed: bool = False):
         """`weights`: "auto" (read from `hf_dir`) or "dummy" (random; a refit follows);

@@ -8,7 +8,8 @@ reference model is held during it), RLVR's old and reference log-probs (per toke
 Each data-parallel replica takes a share of the data set's micro-batches (packed
 best-fit-decreasing into `data.max_tokens_per_micro_batch`), its last pipeline stage sums the
 label log-probs over each sequence's target tokens (those with a mask) or keeps them per token,
-and one all-reduce gives every rank the whole array. The values do not depend on the layout beyond fp reduction order.
+and one all-reduce gives every rank the whole array. The values do not depend on the layout
+beyond fp reduction order.
 """
 
 from __future__ import annotations
