@@ -71,7 +71,7 @@ def test_rlvr_stage_prepares_prompts_and_its_own_loop():
     ("rlvr.samples_per_prompt=1", "GRPO needs at least 2 answers per prompt"),
     ("rlvr.kl_estimator=k4", "rlvr.kl_estimator='k4' is not one of k1, k2, k3"),
     ("rlvr.advantage_normalization=rank", "rlvr.advantage_normalization='rank'"),
-    ("rlvr.mini_batches=3", "128 answers do not split into rlvr.mini_batches=3"),
+    ("rlvr.mini_batches=3", "256 answers do not split into rlvr.mini_batches=3"),
     ("rollout.max_new_tokens=4000", "does not fit data.max_tokens_per_micro_batch=2048"),
     ("rollout.temperature=0", "rollout.temperature must be > 0"),
     ("rollout.top_p=1.5", "rollout.top_p must be in"),
