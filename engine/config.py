@@ -204,7 +204,7 @@ class RLVRConfig:
     verifiable_reward: float = 10.0  # a correct answer's reward (0 otherwise)
     max_prompt_tokens: int = 2048  # longer prompts are dropped and counted
     math_rule: str = "flex"  # flex (Tülu's) | math_verify
-    reward_workers: int = 2  # verifier processes per engine group
+    reward_workers: int = 2  # verifier processes (on global rank 0)
     reward_timeout_s: float = 2.0
 
 

@@ -12,7 +12,7 @@ Every rank holds one vLLM worker (vLLM's `external_launcher` under torchrun, the
 process otherwise); each group of `rollout.tp` consecutive ranks is one engine, so the world
 holds world / `rollout.tp` engines, whatever the trainer's TP × PP × DP layout. Prompt i goes to
 engine i mod engines with its own sampling seed, so the answers do not depend on how many
-engines there are; every rank receives every answer (one all-gather of token ids and log-probs).
+engines there are; every rank receives every answer (one all-gather of token ids, log-probs and failures).
 
 The engines start from the model's config.json alone (vLLM's dummy weights), and the first
 refit gives them the trainer's weights: no export, and a resumed run's engines start from the
@@ -90,12 +90,13 @@ class ColocatedRollout:
         """`spec.n` completions of every prompt, on every rank (`model`: the trainer's, to
         refit a rebuilt engine)."""
         mine = list(range(self.engine_index, len(prompts), self.engines))
+        leader = self.layout.rank % self.cfg.rollout.tp == 0  # its engine's answers go out
         for attempt in range(self.max_rebuilds + 1):
             local, error = self._try_generate([prompts[i] for i in mine],
                                               [seeds[i] for i in mine], spec)
-            failed = [None] * self.layout.world_size
-            dist.all_gather_object(failed, error)
-            errors = [e for e in failed if e is not None]
+            gathered = [None] * self.layout.world_size
+            dist.all_gather_object(gathered, (local if leader else None, error))
+            errors = [e for _, e in gathered if e is not None]
             if not errors:
                 break
             if attempt == self.max_rebuilds:
@@ -104,11 +105,8 @@ class ColocatedRollout:
             log.warning("rollout engine failed (%s): rebuilding it from the current weights "
                         "and generating again", errors[0])
             self._rebuild(model)
-        gathered = [None] * self.layout.world_size
-        dist.all_gather_object(gathered, local if self.layout.rank % self.cfg.rollout.tp == 0
-                               else None)
         out: list[list[Completion] | None] = [None] * len(prompts)
-        for engine, completions in enumerate(gathered[::self.cfg.rollout.tp]):
+        for engine, (completions, _) in enumerate(gathered[::self.cfg.rollout.tp]):
             for i, group in zip(range(engine, len(prompts), self.engines), completions):
                 out[i] = group
         return out

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import torch
+import torch.distributed as dist
 
 from engine.compat import platform
 from engine.errors import ConfigError
@@ -83,8 +84,6 @@ class RolloutEngine:
         if not cuda:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{cpu_kv_cache_gib:g}")
         from vllm import LLM
-
-        import torch.distributed as dist
 
         self.callers_process_group = dist.is_initialized()
         self.stop_token_ids = list(stop_token_ids)
@@ -204,7 +203,7 @@ def _default_process_group_kept(keep: bool):
     def destroy_vllm_world_only():
         if parallel_state._WORLD:
             parallel_state._WORLD.destroy()
-        parallel_state._WORLD = None
+        parallel_state._WORLD = parallel_state._NODE_COUNT = None
 
     parallel_state.destroy_distributed_environment = destroy_vllm_world_only
     try:

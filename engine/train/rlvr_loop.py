@@ -66,7 +66,7 @@ class Scorer:
     """The verifiers on global rank 0 (a pool of worker processes), the scores on every rank."""
 
     def __init__(self, cfg: Config, layout: Layout, chat):
-        self.cfg, self.layout, self.chat = cfg, layout, chat
+        self.chat = chat
         r = cfg.rlvr
         self.pool = RewardPool(workers=r.reward_workers, timeout_s=r.reward_timeout_s,
                                math_rule=r.math_rule) if layout.rank == 0 else None
