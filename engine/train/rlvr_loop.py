@@ -132,7 +132,8 @@ class RLVREvaluator:
     """Held-out RLVR prompts (`eval.sources`) answered by the rollout engines and scored: greedy
     (eval_accuracy overall and per dataset, answer length, truncation) and sampled as in
     training (`rlvr.samples_per_prompt` answers at `rollout.temperature`, the same seeds at
-    every evaluation: eval_reward, the expected reward that training raises)."""
+    every evaluation: eval_reward overall and per dataset, the expected reward that training
+    raises)."""
 
     def __init__(self, cfg: Config, rollout: ColocatedRollout, scorer: Scorer, chat, model,
                  spec: SamplingSpec):
@@ -150,18 +151,23 @@ class RLVREvaluator:
 
     def __call__(self, train_step, step: int) -> dict:
         greedy = dataclasses.replace(self.spec, n=1, temperature=0.0)
-        groups, scores = self._scores(greedy, [0] * len(self.prompts))
-        result = {"eval_accuracy": float(scores.mean())}
-        for dataset in sorted({p.dataset for p in self.prompts}):
-            result[f"eval_accuracy/{dataset}"] = float(np.mean(
-                [s[0] for s, p in zip(scores, self.prompts) if p.dataset == dataset]))
+        groups, greedy_scores = self._scores(greedy, [0] * len(self.prompts))
+        result = self._by_dataset("eval_accuracy", greedy_scores, 1.0)
         result["eval_answer_tokens"] = float(np.mean([len(g[0].token_ids) for g in groups]))
         result["eval_truncated"] = float(np.mean([g[0].truncated for g in groups]))
         _, sampled = self._scores(self.spec, sampling_seeds(self.cfg.seed, EVAL_SAMPLES, 0,
                                                             len(self.prompts)))
-        result["eval_reward"] = float(sampled.mean()) * self.cfg.rlvr.verifiable_reward
+        result.update(self._by_dataset("eval_reward", sampled, self.cfg.rlvr.verifiable_reward))
         log_eval(step, result)
         return result
+
+    def _by_dataset(self, name: str, scores: np.ndarray, scale: float) -> dict:
+        """`name`: the mean score × scale over all prompts, and `name/DATASET` per dataset."""
+        out = {name: float(scores.mean()) * scale}
+        for dataset in sorted({p.dataset for p in self.prompts}):
+            mine = [s for s, p in zip(scores, self.prompts) if p.dataset == dataset]
+            out[f"{name}/{dataset}"] = float(np.mean(mine)) * scale
+        return out
 
 
 def _train_on(training: Training, cfg: Config, layout: Layout, batch: RolloutBatch,
