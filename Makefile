@@ -2,7 +2,7 @@
 #   make demo       # create the environment, fine-tune the tiny chat recipe on the CPU (~2 min),
 #                   # export it to Hugging Face format and let transformers answer with it,
 #                   # then train it further with DPO on preference pairs (~1 min) and with
-#                   # RLVR (GRPO; vLLM generates, a verifier scores; ~7 min)
+#                   # RLVR (GRPO; vLLM generates, verifiers score; ~3.5 min)
 #   make test       # create the environment, run the whole test suite (CI runs this)
 #   make test-unit  # the unit tests only (tests/unit, under a minute)
 PYTHON ?= python3

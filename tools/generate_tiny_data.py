@@ -9,8 +9,10 @@ pref_train.jsonl  2,000 preference pairs (correct vs wrong, brief vs signed-off)
                   recipes/tiny/dpo.yaml
 pref_eval.jsonl   200 held-out pairs; their additions occur in no training file, their brevity
                   pairs ask kinds of question that the training pairs' brevity pairs do not
-rlvr_train.jsonl  600 RLVR prompts (counting, spans of 3 and 4) for recipes/tiny/rlvr.yaml
-rlvr_eval.jsonl   36 held-out RLVR prompts, counting from starts that no training prompt has
+rlvr_train.jsonl  600 RLVR prompts for recipes/tiny/rlvr.yaml: counting (spans of 3 and 4, GSM8K
+                  verifier) and capitals / repeats under "Be brief." (IF verifier, end check)
+rlvr_eval.jsonl   54 held-out RLVR prompts counting from starts that no training prompt has:
+                  36 plainly, 18 under "Be brief."
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ enough that a sub-million-parameter model visibly learns them in a few hundred C
 
 from __future__ import annotations
 
+import json
 import random
 
 _FACTS = [
@@ -145,18 +146,53 @@ def tiny_preferences(num_pairs: int, seed: int, held_out: bool = False,
     return records
 
 
+_BE_BRIEF = "Be brief."  # a system turn the chat data never has
+
+
+def _counting_row(a: int, span: int) -> dict:
+    return {"messages": [{"role": "user", "content": f"Count from {a} to {a + span}."}],
+            "ground_truth": str(a + span), "dataset": "gsm8k"}
+
+
+def _brevity_row(question: str, answer: str) -> dict:
+    constraint = {"func_name": "validate_end", "end_phrase": answer}
+    return {"messages": [{"role": "system", "content": _BE_BRIEF},
+                         {"role": "user", "content": question}],
+            "ground_truth": json.dumps(constraint), "dataset": "ifeval"}
+
+
+def _counting_answer(a: int) -> str:
+    return ", ".join(str(a + i) for i in range(5)) + "."
+
+
 def tiny_rlvr_prompts(num_prompts: int, seed: int, held_out: bool = False) -> list[dict]:
-    """RLVR rows in Tülu's format (`messages`, `ground_truth`, `dataset`): "Count from a to b."
-    with b − a of 3 or 4, scored by the GSM8K verifier (the answer's last number must be b). The
-    chat data only ever counts five numbers (b − a = 4), so the tiny SFT model gets the spans of
-    4 right and those of 3 wrong, a gap that reinforcement can close. Held-out rows start at the
-    multiples of 5 (each start and span once, `num_prompts` ignored); training rows at the other
-    starts, drawn at random."""
+    """RLVR rows in Tülu's format (`messages`, `ground_truth`, `dataset`), two kinds:
+    - counting (`gsm8k`: the answer's last number must be b): "Count from a to b." with b − a of
+      3 or 4. The chat data only ever counts five numbers, so the tiny SFT model gets the spans
+      of 4 right and those of 3 wrong;
+    - brevity (`ifeval`, IFEval's end check: the answer must end with the exact right answer):
+      a question under the system turn "Be brief.", which the chat data never has. The tiny SFT
+      model mostly treats it like "Answer briefly." and appends the chat data's sign-off.
+    Training rows (`held_out` false, half of each kind, drawn at random) count from starts that
+    are not multiples of 5 and ask capitals and repeats under "Be brief."; held-out rows (each
+    once, `num_prompts` ignored) count from the multiples of 5, plainly and under "Be brief.",
+    so they measure whether what was learnt carries over to new numbers and to a kind of
+    question that brevity was never rewarded on."""
     if held_out:
-        pairs = [(a, span) for a in range(0, 90, 5) for span in (3, 4)]
-    else:
-        rng = random.Random(seed)
-        starts = [a for a in range(90) if a % 5]
-        pairs = [(rng.choice(starts), rng.choice((3, 4))) for _ in range(num_prompts)]
-    return [{"messages": [{"role": "user", "content": f"Count from {a} to {a + span}."}],
-             "ground_truth": str(a + span), "dataset": "gsm8k"} for a, span in pairs]
+        starts = range(0, 90, 5)
+        return [_counting_row(a, span) for a in starts for span in (3, 4)] + \
+            [_brevity_row(f"Count from {a} to {a + 4}.", _counting_answer(a)) for a in starts]
+    rng = random.Random(seed)
+    starts = [a for a in range(90) if a % 5]
+    rows = []
+    for _ in range(num_prompts):
+        if rng.random() < 0.5:
+            rows.append(_counting_row(rng.choice(starts), rng.choice((3, 4))))
+        elif rng.random() < 0.5:
+            country, capital = rng.choice(_FACTS)
+            rows.append(_brevity_row(f"What is the capital of {country}?",
+                                     f"The capital of {country} is {capital}."))
+        else:
+            word, n = rng.choice(_WORDS), rng.randrange(2, 6)
+            rows.append(_brevity_row(f"Say {word} {n} times.", " ".join([word] * n)))
+    return rows

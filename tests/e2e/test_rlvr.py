@@ -1,8 +1,9 @@
 """The RLVR stage end to end on the tiny recipe, from the tiny SFT model: vLLM generates, the
 verifiers score, GRPO trains, the weights go back into vLLM; every step logs its rollout
-metrics and phase times. A run interrupted by SIGTERM resumes to the uninterrupted run's
-numbers; a run at TP2 × PP2 with SP and two rollout engines of TP 2 matches one process; an
-engine that dies mid-run is rebuilt and no step is lost or repeated."""
+metrics and phase times, and held-out rows are scored per dataset. A run interrupted by SIGTERM
+resumes to the uninterrupted run's numbers; a run at TP2 × PP2 with SP and two rollout engines
+of TP 2 matches one process; an engine that dies mid-run is rebuilt and no step is lost or
+repeated."""
 
 import json
 import signal
@@ -19,7 +20,8 @@ pytest.importorskip("vllm")
 
 RLVR = ROOT / "recipes" / "tiny" / "rlvr.yaml"
 SMALL = ["train.max_steps=3", "data.global_batch_size=8", "rlvr.samples_per_prompt=4",
-         "rollout.max_new_tokens=24", "eval.sources=[]"]
+         "rollout.max_new_tokens=24"]
+NO_EVAL = "eval.sources=[]"
 COMPARED = ("loss", "reward", "accuracy", "kl", "policy_loss", "entropy", "answer_tokens")
 
 
@@ -29,8 +31,10 @@ def _overrides(tiny_sft_run, *extra):
 
 @pytest.fixture(scope="module")
 def straight(tiny_sft_run, tmp_path_factory):
+    """The reference run; it alone evaluates the held-out rows (before and after), so the other
+    runs, which do not, also show that evaluating leaves training's numbers alone."""
     out = tmp_path_factory.mktemp("rlvr") / "run"
-    return out, train(out, _overrides(tiny_sft_run), recipe=RLVR)
+    return out, train(out, _overrides(tiny_sft_run, "eval.every_steps=0"), recipe=RLVR)
 
 
 def _same(a: list[dict], b: list[dict], tolerance: float) -> None:
@@ -45,7 +49,9 @@ def test_every_step_logs_rollout_metrics_and_phases(straight):
     assert [m["step"] for m in metrics] == [1, 2, 3]
     for m in metrics:
         assert 0 <= m["accuracy"] <= 1 and m["reward"] == pytest.approx(10 * m["accuracy"])
-        assert m["accuracy/gsm8k"] == m["accuracy"] and 0 <= m["truncated"] <= 1
+        per_dataset = [m[f"accuracy/{d}"] for d in ("gsm8k", "ifeval")]  # the recipe's mix
+        assert min(per_dataset) <= m["accuracy"] <= max(per_dataset)
+        assert 0 <= m["truncated"] <= 1
         assert 0 < m["answer_tokens"] <= m["answer_tokens_max"] <= 24
         assert m["logprob_gap_max"] < 1e-3  # vLLM and the trainer on the same fp32 weights
         assert m["generate_tokens_per_s"] > 0 and m["rollout_rebuilds"] == 0
@@ -56,10 +62,21 @@ def test_every_step_logs_rollout_metrics_and_phases(straight):
     assert metrics[-1]["kl"] > 0
 
 
+def test_held_out_rows_are_scored_before_and_after_per_dataset(straight):
+    out, _ = straight
+    before, after = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
+    assert (before["step"], after["step"]) == (0, 3)
+    n = {"gsm8k": 36, "ifeval": 18}  # the held-out file's rows
+    for result in (before, after):
+        for name, scale in (("eval_accuracy", 1), ("eval_reward", 10)):
+            overall = sum(n[d] * result[f"{name}/{d}"] for d in n) / sum(n.values())
+            assert 0 <= result[name] <= scale and result[name] == pytest.approx(overall)
+
+
 def test_sigterm_then_resume_reproduces_the_run(straight, tiny_sft_run, tmp_path):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "engine.train", str(RLVR), f"output_dir={out}",
-            *_overrides(tiny_sft_run)]
+            *_overrides(tiny_sft_run, NO_EVAL)]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
     deadline = time.time() + 300
@@ -69,14 +86,14 @@ def test_sigterm_then_resume_reproduces_the_run(straight, tiny_sft_run, tmp_path
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == EXIT_REQUEUE, err[-3000:]
-    resumed = train(out, _overrides(tiny_sft_run), recipe=RLVR)
+    resumed = train(out, _overrides(tiny_sft_run, NO_EVAL), recipe=RLVR)
     _same(straight[1], resumed, 0.0)  # fp32, one process: identical
 
 
 def test_tp2_pp2_sp_with_two_rollout_engines_matches_one_process(straight, tiny_sft_run,
                                                                 tmp_path):
     metrics = train(tmp_path / "run", _overrides(tiny_sft_run, "parallel.tp=2", "parallel.pp=2",
-                                                 "parallel.sp=true", "rollout.tp=2"),
+                                                 "parallel.sp=true", "rollout.tp=2", NO_EVAL),
                     nproc=4, recipe=RLVR)
     _same(straight[1], metrics, 1e-4)
 
@@ -84,7 +101,7 @@ def test_tp2_pp2_sp_with_two_rollout_engines_matches_one_process(straight, tiny_
 def test_a_dead_engine_is_rebuilt_and_no_step_is_lost(straight, tiny_sft_run, tmp_path):
     out = tmp_path / "run"
     proc = launch(["tests.scripts.rlvr_engine_dies", "2", str(RLVR), f"output_dir={out}",
-                   *_overrides(tiny_sft_run)])
+                   *_overrides(tiny_sft_run, NO_EVAL)])
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "rebuilding it from the current weights" in (out / "train.log").read_text()
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

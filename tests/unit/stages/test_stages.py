@@ -60,7 +60,8 @@ def test_rlvr_stage_prepares_prompts_and_its_own_loop():
     prompts = data.examples.records
     assert len(prompts) == data.num_items == len(data.sequences) == 600
     assert all((p.prompt_ids == s).all() for p, s in zip(prompts, data.sequences))
-    assert prompts[0].dataset == "gsm8k" and isinstance(prompts[0].ground_truth, str)
+    assert {p.dataset for p in prompts} == {"gsm8k", "ifeval"}  # two verifiers
+    assert all(isinstance(p.ground_truth, str) for p in prompts)
     assert not any(m.any() for m in data.examples.target_masks)  # answers are generated
     assert data.tokenizer.decode(data.sequences[0]).endswith("<|assistant|>\n")
     assert "entropy" in stage.loss(cfg).metrics
