@@ -1,0 +1,86 @@
+"""PPO for RLVR as Tülu 3 ran it, as pure functions on answers laid out [answers × tokens]
+(answer tokens first in each row, `mask` 1 on them, 0 on the padding after):
+
+    rewards = token_rewards(scores, truncated, logp, ref_logp, mask, kl_coef=0.05)
+    advantages, returns = gae(rewards, values, mask, gamma=1.0, lam=0.95)
+    advantages = masked_whiten(advantages, mask)
+    policy, clipped = clipped_surrogate(logp, old_logp, advantages, 0.2, 0.2)   # engine.losses.grpo
+    value, value_clipped = clipped_value_loss(new_values, values, returns, 0.2)
+    loss = mean over answer tokens of (policy + value_coef · value)               # 0.1 in Tülu 3
+
+- **Rewards** per token: −β · (logp − ref_logp) on every answer token (the k1 estimate of the KL
+  to the frozen reference), plus, on each answer's last token, `verifiable_reward` × the
+  verifier's score (0 or 1) — or `truncation_penalty` instead of it when the answer never
+  stopped (Tülu 3: 10 and −10; None keeps the score of a truncated answer).
+- **GAE**: δ_t = r_t + γ·V_{t+1} − V_t with V = 0 after an answer's last token,
+  A_t = δ_t + γλ·A_{t+1}; the returns, the value model's targets, are A + V.
+- **Whitening**: (x − mean) / sqrt(var + 1e-8) over the answer tokens of the whole rollout
+  batch, the variance with Bessel's correction (AI2's and TRL's `masked_whiten`).
+- **Value loss**: ½ · max((V − R)², (clip(V, V_old ± ε) − R)²) per token, ε = 0.2.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _last_token_index(mask: torch.Tensor) -> torch.Tensor:
+    lengths = mask.sum(dim=1).long()
+    if (lengths == 0).any():
+        raise ValueError(f"answer {int((lengths == 0).nonzero()[0])} has no tokens")
+    return lengths - 1
+
+
+def token_rewards(scores: torch.Tensor, truncated: torch.Tensor, logp: torch.Tensor,
+                  ref_logp: torch.Tensor, mask: torch.Tensor, kl_coef: float,
+                  verifiable_reward: float = 10.0,
+                  truncation_penalty: float | None = -10.0) -> torch.Tensor:
+    """Per-token rewards [answers × tokens]: the KL penalty on every answer token, the scaled
+    verifier score (or the truncation penalty) added on each answer's last token; 0 on
+    padding."""
+    mask = mask.to(logp.dtype)
+    rewards = -kl_coef * (logp - ref_logp) * mask
+    final = verifiable_reward * scores.to(logp.dtype)
+    if truncation_penalty is not None:
+        final = torch.where(truncated.bool(), torch.full_like(final, truncation_penalty), final)
+    rows = torch.arange(len(rewards), device=rewards.device)
+    rewards[rows, _last_token_index(mask)] += final
+    return rewards
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float,
+        lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(advantages, returns) [answers × tokens] by generalized advantage estimation, the value
+    after an answer's last token taken as 0; both 0 on padding."""
+    mask = mask.to(rewards.dtype)
+    rewards, values = rewards * mask, values * mask
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        next_value = values[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros_like(running)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        running = delta + gamma * lam * running
+        advantages[:, t] = running
+    advantages = advantages * mask
+    return advantages, (advantages + values) * mask
+
+
+def masked_whiten(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit variance over the masked entries (variance with Bessel's correction);
+    0 where the mask is 0."""
+    mask = mask.to(values.dtype)
+    count = mask.sum()
+    if count < 2:
+        raise ValueError(f"whitening needs at least 2 values, got {int(count)}")
+    mean = (values * mask).sum() / count
+    variance = ((values - mean) ** 2 * mask).sum() / (count - 1)
+    return (values - mean) * torch.rsqrt(variance + 1e-8) * mask
+
+
+def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
+                       clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(½ · max((V − R)², (clip(V, V_old ± clip) − R)²) per token, whether the clipped term was
+    the larger: a bool per token)."""
+    unclipped = (values - returns) ** 2
+    clipped = (torch.clamp(values, old_values - clip, old_values + clip) - returns) ** 2
+    return 0.5 * torch.maximum(unclipped, clipped), clipped > unclipped
