@@ -31,6 +31,7 @@ PRECISIONS = ("fp32", "bf16")
 REDUCTIONS = ("sum", "token_mean", "sequence_mean")
 CHAT_TEMPLATES = ("tulu", "llama3", "tokenizer")
 ARCHS = ("llama", "qwen2")
+HEADS = ("lm", "value")  # next-token logits over the vocabulary, or one scalar per token
 PREFERENCE_LOSSES = ("dpo", "dpo_norm", "ipo", "simpo", "hinge")
 ADVANTAGE_NORMALIZATIONS = ("standard", "centered")
 KL_ESTIMATORS = ("k1", "k2", "k3")
@@ -68,6 +69,7 @@ class ModelConfig:
     norm_eps: float = 1e-5
     tie_word_embeddings: bool = False
     qkv_bias: bool = False  # Qwen2 has biases on q, k and v
+    head: str = "lm"  # lm | value (a value or reward model: HF ...ForSequenceClassification)
     init_std: float = 0.02
     make_vocab_size_divisible_by: int = 128
 
@@ -78,8 +80,20 @@ class ModelConfig:
     def padded_vocab_size(self, tp: int = 1) -> int:
         """Vocabulary rounded up so that every TP rank holds an equal slice; the padded rows
         are zeros and never show in logits or losses."""
+        return self._padded(self.vocab_size, tp)
+
+    @property
+    def output_size(self) -> int:
+        """Columns of the output layer that mean something: the vocabulary, or 1 (value)."""
+        return self.vocab_size if self.head == "lm" else 1
+
+    def padded_output_size(self, tp: int = 1) -> int:
+        """The output layer's rows, padded like the vocabulary (zeros, never shown)."""
+        return self._padded(self.output_size, tp)
+
+    def _padded(self, size: int, tp: int) -> int:
         multiple = math.lcm(self.make_vocab_size_divisible_by, tp)
-        return -(-self.vocab_size // multiple) * multiple
+        return -(-size // multiple) * multiple
 
 
 @dataclass
@@ -271,6 +285,10 @@ class Config:
             raise ConfigError(f"optim.warmup_ratio must be in [0, 1), got "
                               f"{self.optim.warmup_ratio}")
         _choice("model.arch", m.arch, ARCHS)
+        _choice("model.head", m.head, HEADS)
+        if m.head != "lm":
+            raise ConfigError(f"model.head={m.head}: stage {self.stage} trains a language model "
+                              f"(model.head=lm); {m.init_from_hf or 'this model'} is a value model")
         _choice("dpo.loss", self.dpo.loss, PREFERENCE_LOSSES)
         if self.dpo.beta <= 0:
             raise ConfigError(f"dpo.beta must be > 0, got {self.dpo.beta}")

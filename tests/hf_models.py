@@ -1,6 +1,6 @@
 """Tiny random Hugging Face models saved with `transformers`, one per architecture shape the
 converters must handle (GQA with Llama-3 RoPE scaling and untied output, MQA tied, Qwen2 with
-QKV biases)."""
+QKV biases, a Llama value model: `LlamaForSequenceClassification` with one label)."""
 
 import torch
 
@@ -15,6 +15,9 @@ SHAPES = {  # name: (transformers config class, kwargs); all fp32, random weight
     "qwen2-bias-gqa4-tied": ("Qwen2Config", dict(num_attention_heads=8, num_key_value_heads=2,
                                                  head_dim=32, hidden_size=128,
                                                  tie_word_embeddings=True)),
+    "llama-value": ("LlamaConfig", dict(num_attention_heads=4, num_key_value_heads=2,
+                                        tie_word_embeddings=False, num_labels=1,
+                                        pad_token_id=0)),
 }
 
 
@@ -26,7 +29,9 @@ def make_hf_model(directory, shape):
         "hidden_size": 128, "intermediate_size": 192, "num_hidden_layers": 4, "head_dim": 32,
         "vocab_size": 300, "max_position_embeddings": 1024, **extra})
     torch.manual_seed(0)
-    model = transformers.AutoModelForCausalLM.from_config(config)
+    auto = transformers.AutoModelForSequenceClassification if "num_labels" in extra else \
+        transformers.AutoModelForCausalLM
+    model = auto.from_config(config)
     with torch.no_grad():
         for n, p in model.named_parameters():
             p.normal_(1.0 if "norm" in n else 0.0, 0.1)

@@ -1,7 +1,9 @@
 """Hugging Face `config.json` ↔ the engine's ModelConfig, per model family.
 
-Adding a family is one `Family` entry (its HF architecture name and what differs) here, and its
+Adding a family is one `Family` entry (its HF architecture names and what differs) here, and its
 tensor rules in `engine.hf.name_map` if they differ. Unsupported fields are errors naming them.
+A family's `...ForSequenceClassification` with one label is a value or reward model
+(`model.head=value`).
 """
 
 from __future__ import annotations
@@ -17,19 +19,27 @@ from engine.errors import ConfigError
 @dataclass(frozen=True)
 class Family:
     arch: str  # the engine's model.arch
-    hf_architecture: str
+    hf_architecture: str  # the causal LM
+    hf_value_architecture: str  # the value / reward model: one label
     hf_model_type: str
     qkv_bias: bool
 
+    def architecture(self, head: str) -> str:
+        return self.hf_architecture if head == "lm" else self.hf_value_architecture
 
-FAMILIES = {f.hf_architecture: f for f in (
-    Family("llama", "LlamaForCausalLM", "llama", qkv_bias=False),
-    Family("qwen2", "Qwen2ForCausalLM", "qwen2", qkv_bias=True),
-)}
+
+_FAMILIES = (
+    Family("llama", "LlamaForCausalLM", "LlamaForSequenceClassification", "llama",
+           qkv_bias=False),
+    Family("qwen2", "Qwen2ForCausalLM", "Qwen2ForSequenceClassification", "qwen2",
+           qkv_bias=True),
+)
+FAMILIES = {name: (f, head) for f in _FAMILIES
+            for name, head in ((f.hf_architecture, "lm"), (f.hf_value_architecture, "value"))}
 
 
 def family_of(arch: str) -> Family:
-    for family in FAMILIES.values():
+    for family in _FAMILIES:
         if family.arch == arch:
             return family
     raise ConfigError(f"model.arch={arch!r} has no Hugging Face mapping")
@@ -45,10 +55,14 @@ def read_hf_config(directory: str | Path) -> dict:
 def model_config_from_hf(hf: dict, where: str) -> ModelConfig:
     """The engine's ModelConfig for an HF config.json; unsupported fields are errors."""
     archs = hf.get("architectures") or []
-    family = next((FAMILIES[a] for a in archs if a in FAMILIES), None)
+    family, head = next((FAMILIES[a] for a in archs if a in FAMILIES), (None, None))
     if family is None:
         raise ConfigError(f"{where}: architectures {archs} not supported (supported: "
                           f"{', '.join(FAMILIES)})")
+    labels = len(hf.get("id2label") or {}) or hf.get("num_labels", 2)  # transformers' default
+    if head == "value" and labels != 1:
+        raise ConfigError(f"{where}: a value model has one label, this "
+                          f"{family.hf_value_architecture} has {labels}")
     for flag in ("mlp_bias", "use_sliding_window"):
         if hf.get(flag):
             raise ConfigError(f"{where}: {flag}=true is not supported")
@@ -74,8 +88,10 @@ def model_config_from_hf(hf: dict, where: str) -> ModelConfig:
         rope_theta=float(theta),
         rope_scaling=_rope_scaling(scaling, where),
         norm_eps=hf.get("rms_norm_eps", 1e-6),
-        tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
+        # a value model has no lm_head to tie (its score head is its own)
+        tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)) and head == "lm",
         qkv_bias=family.qkv_bias,
+        head=head,
     )
 
 
@@ -94,7 +110,7 @@ def _rope_scaling(scaling: dict | None, where: str) -> RopeScalingConfig | None:
 def hf_config_from_model(m: ModelConfig, dtype: str) -> dict:
     family = family_of(m.arch)
     config = {
-        "architectures": [family.hf_architecture],
+        "architectures": [family.architecture(m.head)],
         "model_type": family.hf_model_type,
         "hidden_size": m.hidden_size,
         "intermediate_size": m.ffn_hidden_size,
@@ -116,6 +132,8 @@ def hf_config_from_model(m: ModelConfig, dtype: str) -> dict:
         "hidden_act": "silu",
         "torch_dtype": dtype,
     }
+    if m.head == "value":
+        config.update(id2label={"0": "LABEL_0"}, label2id={"LABEL_0": 0})
     if family.arch == "llama":
         config.update(attention_bias=False, mlp_bias=False)
     else:

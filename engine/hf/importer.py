@@ -27,8 +27,7 @@ from engine.hf.safetensors_io import HFReader
 from engine.model.init import fill_weights
 
 
-def load_hf_weights(model: torch.nn.Module, m: ModelConfig, directory: str,
-                    padded_vocab: int) -> None:
+def load_hf_weights(model: torch.nn.Module, m: ModelConfig, directory: str, tp: int) -> None:
     reader = HFReader(directory)
     check_hf_names(reader.names(), m, directory)
     by_key = {rule.engine_key: rule for rule in rules(m)}
@@ -37,7 +36,7 @@ def load_hf_weights(model: torch.nn.Module, m: ModelConfig, directory: str,
         rule = by_key.get(key)
         if rule is None:
             raise CheckpointError(f"no Hugging Face source for engine tensor {key}")
-        return rule.to_engine(m, padded_vocab, *(reader.get(n).float()
+        return rule.to_engine(m, tp, *(reader.get(n).float()
                                                  for n in hf_names(rule, layer)))
 
     fill_weights(model, hf_tensor)
@@ -47,15 +46,13 @@ def import_hf(hf_dir: str | Path, out: str | Path, progress=None) -> dict:
     m = model_config_from_hf(read_hf_config(hf_dir), f"{hf_dir}/config.json")
     reader = HFReader(hf_dir)
     check_hf_names(reader.names(), m, str(hf_dir))
-    padded_vocab = m.padded_vocab_size()
     out = Path(out)
     if (out / "metadata.json").exists():
         raise CheckpointError(f"{out} already holds a checkpoint")
     writer = WeightsWriter(out)
     for layer in [None, *range(m.num_layers)]:
         for rule in (r for r in rules(m) if r.per_layer == (layer is not None)):
-            tensor = rule.to_engine(m, padded_vocab,
-                                    *(reader.get(n) for n in hf_names(rule, layer)))
+            tensor = rule.to_engine(m, 1, *(reader.get(n) for n in hf_names(rule, layer)))
             writer.add(rule.engine_key, tensor, layer, m.num_layers)
         if progress is not None:
             progress(layer)

@@ -8,7 +8,9 @@ tensors make one engine tensor and how:
 - QKV: HF's q, k, v projections fused into megatron's grouped layout, one block per KV group
   holding that group's query heads, then its key head, then its value head (GQA);
 - gate/up: HF's gate and up projections stacked into `linear_fc1` ([gate; up]);
-- embedding / output layer: HF's vocabulary padded with zero rows to the engine's size;
+- embedding / output layer: HF's vocabulary padded with zero rows to the engine's size (for TP);
+- a value model's head (HF `score.weight` of `...ForSequenceClassification` with one label):
+  the output layer, its one row padded with zero rows the same way;
 - everything else one to one.
 """
 
@@ -45,7 +47,7 @@ def split_qkv(m: ModelConfig, fused: torch.Tensor) -> list[torch.Tensor]:
 class Rule:
     engine_key: str
     hf_names: tuple[str, ...]  # with {i} for the layer index
-    to_engine: Callable  # (model config, padded vocab, *hf tensors) -> engine tensor
+    to_engine: Callable  # (model config, TP size, *hf tensors) -> engine tensor
     to_hf: Callable  # (model config, engine tensor) -> list of hf tensors
 
     @property
@@ -53,14 +55,22 @@ class Rule:
         return "{i}" in self.hf_names[0]
 
 
-def _same(m, vocab, t):
+def _same(m, tp, t):
     return t
 
 
-def _pad_vocab(m, vocab, t):
-    out = t.new_zeros((vocab, *t.shape[1:]))
+def _zero_padded(t, rows: int):
+    out = t.new_zeros((rows, *t.shape[1:]))
     out[:t.shape[0]] = t
     return out
+
+
+def _pad_vocab(m, tp, t):
+    return _zero_padded(t, m.padded_vocab_size(tp))
+
+
+def _pad_output(m, tp, t):
+    return _zero_padded(t, m.padded_output_size(tp))
 
 
 def _one(m, t):
@@ -69,6 +79,10 @@ def _one(m, t):
 
 def _unpad_vocab(m, t):
     return [t[:m.vocab_size]]
+
+
+def _unpad_output(m, t):
+    return [t[:m.output_size]]
 
 
 def rules(m: ModelConfig) -> list[Rule]:
@@ -81,14 +95,14 @@ def rules(m: ModelConfig) -> list[Rule]:
              (layer + "input_layernorm.weight",), _same, _one),
         Rule("decoder.layers.self_attention.linear_qkv.weight",
              tuple(attn + f"{p}_proj.weight" for p in "qkv"),
-             lambda m, vocab, q, k, v: fuse_qkv(m, q, k, v), split_qkv),
+             lambda m, tp, q, k, v: fuse_qkv(m, q, k, v), split_qkv),
         Rule("decoder.layers.self_attention.linear_proj.weight", (attn + "o_proj.weight",),
              _same, _one),
         Rule("decoder.layers.mlp.linear_fc1.layer_norm_weight",
              (layer + "post_attention_layernorm.weight",), _same, _one),
         Rule("decoder.layers.mlp.linear_fc1.weight", (mlp + "gate_proj.weight",
                                                       mlp + "up_proj.weight"),
-             lambda m, vocab, gate, up: torch.cat([gate, up]),
+             lambda m, tp, gate, up: torch.cat([gate, up]),
              lambda m, t: list(t.chunk(2))),
         Rule("decoder.layers.mlp.linear_fc2.weight", (mlp + "down_proj.weight",), _same, _one),
         Rule("decoder.final_layernorm.weight", ("model.norm.weight",), _same, _one),
@@ -96,8 +110,10 @@ def rules(m: ModelConfig) -> list[Rule]:
     if m.qkv_bias:
         out.append(Rule("decoder.layers.self_attention.linear_qkv.bias",
                         tuple(attn + f"{p}_proj.bias" for p in "qkv"),
-                        lambda m, vocab, q, k, v: fuse_qkv(m, q, k, v), split_qkv))
-    if not m.tie_word_embeddings:
+                        lambda m, tp, q, k, v: fuse_qkv(m, q, k, v), split_qkv))
+    if m.head == "value":
+        out.append(Rule("output_layer.weight", ("score.weight",), _pad_output, _unpad_output))
+    elif not m.tie_word_embeddings:
         out.append(Rule("output_layer.weight", ("lm_head.weight",), _pad_vocab, _unpad_vocab))
     return out
 
@@ -113,7 +129,7 @@ def check_hf_names(names: set[str], m: ModelConfig, directory: str) -> None:
                 for name in hf_names(rule, layer)}
     unexpected = sorted(n for n in names - expected
                         if not n.endswith("rotary_emb.inv_freq"))
-    if m.tie_word_embeddings and "lm_head.weight" in unexpected:
+    if m.tie_word_embeddings and m.head == "lm" and "lm_head.weight" in unexpected:
         unexpected.remove("lm_head.weight")  # some tied checkpoints store the copy
     if unexpected:
         more = f" (+{len(unexpected) - 10} more)" if len(unexpected) > 10 else ""

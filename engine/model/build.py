@@ -4,7 +4,9 @@
 
 The embedding and output layer hold a vocabulary padded to a multiple of
 `make_vocab_size_divisible_by` (and of TP) (`ModelConfig.padded_vocab_size`); the loss and
-`vocab_logits` drop the padded columns, so the padding never shows.
+`vocab_logits` drop the padded columns, so the padding never shows. A value model
+(`model.head=value`) is the same decoder whose output layer has one meaningful row, padded the
+same way: its "logits" column 0 is the value of each token (`vocab_logits(out, 1)`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import math
 
 import torch
 from megatron.core.models.gpt import GPTModel
-from megatron.core.tensor_parallel import gather_from_tensor_model_parallel_region
+from megatron.core.tensor_parallel import (ColumnParallelLinear,
+                                         gather_from_tensor_model_parallel_region)
 
 from engine.config import Config, RopeScalingConfig
 from engine.model.spec import layer_spec, transformer_config
@@ -55,6 +58,11 @@ def build_model(cfg: Config, *, first_stage: bool, last_stage: bool,
     )
     model.rotary_pos_emb.inv_freq = llama3_inv_freq(
         m.kv_channels, m.rope_theta, m.rope_scaling).to(device)
+    if m.head == "value" and last_stage:
+        model.output_layer = ColumnParallelLinear(
+            config.hidden_size, m.padded_output_size(cfg.parallel.tp), config=config,
+            init_method=config.init_method, bias=False, gather_output=False,
+            tp_group=model.pg_collection.tp)
     return model.to(device)
 
 

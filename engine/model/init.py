@@ -74,8 +74,10 @@ def init_weights(model: torch.nn.Module, m: ModelConfig, seed: int) -> None:
         generator = torch.Generator().manual_seed(
             zlib.crc32(f"{seed}:{key}:{(layer,) if layer is not None else ()}".encode()))
         values = torch.randn(shape, generator=generator) * std
-        if key in ("embedding.word_embeddings.weight", "output_layer.weight"):
+        if key == "embedding.word_embeddings.weight":
             values[m.vocab_size:] = 0.0
+        if key == "output_layer.weight":
+            values[m.output_size:] = 0.0
         return values
 
     fill_weights(model, random_tensor)

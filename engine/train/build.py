@@ -42,8 +42,7 @@ def build_model_with_weights(cfg: Config, layout: Layout):
                         device=layout.device)
     source = cfg.model.init_from_hf or cfg.model.init_from_checkpoint
     if cfg.model.init_from_hf:
-        load_hf_weights(model, cfg.model, cfg.model.init_from_hf,
-                        cfg.model.padded_vocab_size(layout.tp))
+        load_hf_weights(model, cfg.model, cfg.model.init_from_hf, layout.tp)
     elif cfg.model.init_from_checkpoint:
         load_checkpoint_weights(model, cfg.model.init_from_checkpoint)
     else:

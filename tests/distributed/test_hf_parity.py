@@ -1,6 +1,6 @@
-"""Hugging Face ↔ engine: logits equal `transformers` after loading (TP=1, TP=2, PP=2), export
-reproduces the original tensors bit for bit, and a checkpoint trained at TP=2 × PP=2 exports to a
-model `transformers` loads with the engine's logits."""
+"""Hugging Face ↔ engine: logits (a value model's values) equal `transformers` after loading
+(TP=1, TP=2, PP=2), export reproduces the original tensors bit for bit, and a checkpoint trained
+at TP=2 × PP=2 exports to a model `transformers` loads with the engine's logits."""
 
 import json
 
@@ -96,3 +96,23 @@ def test_hf_to_engine_checkpoint_roundtrip_and_parity(hf_models, tmp_path):
     assert result["max_abs_diff"] <= 1e-4, result
     cfg = load_recipe(None, [f"model.init_from_checkpoint={tmp_path / 'engine'}"])
     assert cfg.model.num_query_groups == 2 and cfg.model.rope_scaling.factor == 8.0
+
+
+def test_value_model_converts_both_ways_and_transformers_loads_the_export(hf_models, tmp_path):
+    """A one-label LlamaForSequenceClassification: hf-to-engine then engine-to-hf gives back
+    every tensor (the score head included) and its config; the engine on the converted
+    checkpoint at TP=2 + SP gives the values of transformers on the export."""
+    hf_dir = hf_models["llama-value"]
+    proc = launch(["tools.convert_checkpoint", "hf-to-engine", "--hf", str(hf_dir), "--out",
+                   str(tmp_path / "engine")], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _export(tmp_path / "engine", tmp_path / "hf")
+    original, exported = HFReader(hf_dir), HFReader(tmp_path / "hf")
+    assert "score.weight" in exported.names() and exported.names() == original.names()
+    assert all(torch.equal(exported.get(n), original.get(n)) for n in original.names())
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForSequenceClassification"]
+    assert len(config["id2label"]) == 1
+    result = _parity(tmp_path / "hf", 2, "--engine-ckpt", str(tmp_path / "engine"),
+                     "parallel.tp=2", "parallel.sp=true")
+    assert result["max_abs_diff"] <= 1e-4 and result["logit_scale"] > 1.0, result

@@ -8,8 +8,9 @@ With --engine-ckpt the engine's weights come from that training checkpoint (save
 layout) instead of HF_DIR, whose config.json still gives the architecture: this checks an
 exported checkpoint against the engine that trained it. Two sequences are packed into one THD
 micro-batch for the engine (forward only through megatron's schedule, so any PP works) and run
-one at a time through `transformers` in fp32 on the CPU. With `precision=bf16` the engine runs
-in bf16 (TE's layers on a GPU with TransformerEngine). Prints {"max_abs_diff": ...,
+one at a time through `transformers` in fp32 on the CPU. A value model's per-token values are
+compared with its HF `score` head on every token's last hidden state. With `precision=bf16` the
+engine runs in bf16 (TE's layers on a GPU with TransformerEngine). Prints {"max_abs_diff": ...,
 "logit_scale": ...} from the rank that holds the logits (last stage, first TP rank).
 """
 
@@ -30,6 +31,20 @@ from engine.train.schedule import forward_collect
 from tests.scripts.model_at_layout import model_at_layout
 
 
+def _reference(hf_dir: str, head: str, sequence) -> torch.Tensor:
+    """transformers' logits [t, vocab] (or per-token values [t, 1]) of one sequence, fp32."""
+    import transformers
+
+    auto = transformers.AutoModelForCausalLM if head == "lm" else \
+        transformers.AutoModelForSequenceClassification
+    hf = auto.from_pretrained(hf_dir, dtype=torch.float32).eval()
+    ids = torch.as_tensor(sequence)[None]
+    with torch.no_grad():
+        if head == "lm":
+            return hf(ids).logits[0]
+        return hf.score(hf.model(ids).last_hidden_state)[0]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("hf_dir")
@@ -41,19 +56,15 @@ def main():
     if args.engine_ckpt:
         load_checkpoint_weights(model, args.engine_ckpt)
     else:
-        load_hf_weights(model, cfg.model, args.hf_dir, cfg.model.padded_vocab_size(layout.tp))
+        load_hf_weights(model, cfg.model, args.hf_dir, layout.tp)
     rng = np.random.default_rng(0)
     seqs = [rng.integers(0, cfg.model.vocab_size, size=n) for n in (37, 21)]
     pad = cfg.parallel.tp if cfg.parallel.sp else 1
     mb = collate(seqs, [np.ones(len(s) - 1) for s in seqs], 0, pad)
-    logits = forward_collect(model, [mb], lambda mb, out: vocab_logits(out, cfg.model.vocab_size),
+    logits = forward_collect(model, [mb], lambda mb, out: vocab_logits(out, cfg.model.output_size),
                              layout.device, layout.is_last_stage)
     if logits is not None and layout.tp_rank == 0:
-        from transformers import AutoModelForCausalLM
-
-        hf = AutoModelForCausalLM.from_pretrained(args.hf_dir, dtype=torch.float32).eval()
-        with torch.no_grad():
-            ref = torch.cat([hf(torch.as_tensor(s)[None]).logits[0] for s in seqs])
+        ref = torch.cat([_reference(args.hf_dir, cfg.model.head, s) for s in seqs])
         ours = logits[0][:sum(len(s) for s in seqs)].float().cpu()
         print(json.dumps({"max_abs_diff": (ours - ref).abs().max().item(),
                           "logit_scale": ref.abs().max().item(),

@@ -1,6 +1,6 @@
-"""The HF name map's QKV layout, and bad model directories and weights named: unsupported
-architectures, missing shards and tensors, tensors the map does not use, wrong shapes, recipe
-keys that disagree with config.json."""
+"""The HF name map's QKV layout and value-model head, and bad model directories and weights
+named: unsupported architectures, missing shards and tensors, tensors the map does not use,
+wrong shapes, recipe keys that disagree with config.json."""
 
 import json
 
@@ -9,7 +9,8 @@ import torch
 
 from engine.config import ModelConfig
 from engine.errors import CheckpointError, ConfigError
-from engine.hf.name_map import fuse_qkv, split_qkv
+from engine.hf.config import hf_config_from_model, model_config_from_hf
+from engine.hf.name_map import fuse_qkv, rules, split_qkv
 from engine.hf.safetensors_io import HFReader
 from engine.recipe import load_recipe
 
@@ -62,7 +63,7 @@ def test_weight_mismatches_are_named(hf_models, tmp_path, single_process):
         directory = tmp_path / f"case{len(list(tmp_path.iterdir()))}"
         directory.mkdir()
         save_file(changed, directory / "model.safetensors")
-        load_hf_weights(model, cfg.model, str(directory), 384)
+        load_hf_weights(model, cfg.model, str(directory), 1)
 
     missing = "tensor model.layers.2.mlp.up_proj.weight is missing"
     with pytest.raises(CheckpointError, match=missing):
@@ -73,3 +74,27 @@ def test_weight_mismatches_are_named(hf_models, tmp_path, single_process):
     shape = r"linear_fc2.weight \(layer 1\): the source has shape"
     with pytest.raises(CheckpointError, match=shape):
         attempt({**tensors, "model.layers.1.mlp.down_proj.weight": torch.zeros(128, 100)})
+
+
+def test_a_value_model_is_a_one_label_sequence_classifier(hf_models, tmp_path):
+    src = hf_models["llama-value"]
+    config = json.loads((src / "config.json").read_text())
+    m = model_config_from_hf(config, "value")
+    assert (m.head, m.output_size, m.padded_output_size(2)) == ("value", 1, 128)
+    assert [r.hf_names for r in rules(m) if r.engine_key == "output_layer.weight"] == \
+        [("score.weight",)]
+    back = hf_config_from_model(m, "float32")
+    assert back["architectures"] == ["LlamaForSequenceClassification"]
+    assert back["id2label"] == {"0": "LABEL_0"}
+    two = {**config, "id2label": {"0": "A", "1": "B"}}
+    with pytest.raises(ConfigError, match="a value model has one label, this "
+                                          "LlamaForSequenceClassification has 2"):
+        model_config_from_hf(two, "two")
+    tied = model_config_from_hf({**config, "tie_word_embeddings": True}, "tied")
+    assert not tied.tie_word_embeddings  # a score head is never the embedding
+    cfg = load_recipe(None, [f"model.init_from_hf={src}", "data.sources=[{path: x}]",
+                             "train.max_steps=1"])
+    with pytest.raises(ConfigError, match="model.head=value: stage pretrain trains a language"):
+        cfg.validate(1)
+    lm = model_config_from_hf({**config, "architectures": ["LlamaForCausalLM"]}, "lm")
+    assert (lm.head, lm.output_size) == ("lm", config["vocab_size"])
