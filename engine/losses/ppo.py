@@ -17,11 +17,21 @@
 - **Whitening**: (x − mean) / sqrt(var + 1e-8) over the answer tokens of the whole rollout
   batch, the variance with Bessel's correction (AI2's and TRL's `masked_whiten`).
 - **Value loss**: ½ · max((V − R)², (clip(V, V_old ± ε) − R)²) per token, ε = 0.2.
+
+The registered loss `value` trains a value model (`model.head=value`, column 0 of its output):
+`value_coef` × the clipped value loss over the answer tokens of a packed micro-batch, reduced by
+its loss weights, reading the per-token `old_values` and `returns` of `MicroBatch.token_data`.
+The policy's PPO loss is `grpo` with β = 0 (the KL is in the rewards) and these advantages.
 """
 
 from __future__ import annotations
 
 import torch
+
+from engine.losses.registry import register
+from engine.model.build import vocab_logits
+
+VALUE_METRICS = ("loss", "value_loss", "value_clip_fraction", "value_mean", "return_mean")
 
 
 def _last_token_index(mask: torch.Tensor) -> torch.Tensor:
@@ -84,3 +94,24 @@ def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: 
     unclipped = (values - returns) ** 2
     clipped = (torch.clamp(values, old_values - clip, old_values + clip) - returns) ** 2
     return 0.5 * torch.maximum(unclipped, clipped), clipped > unclipped
+
+
+@register("value", metrics=VALUE_METRICS)
+def value(mb, logits, *, real_vocab_size: int, kernel: str = "auto", value_clip: float = 0.2,
+          value_coef: float = 0.1):
+    """The value model's loss on a packed micro-batch; `logits` [1, t, rows/TP] of its output
+    layer (`real_vocab_size` and `kernel` are the language losses' options, unused here)."""
+    values = vocab_logits(logits.squeeze(0), 1)[:, 0].double()
+    data, weights = mb.token_data, mb.loss_weights.double()
+    per_token, clipped = clipped_value_loss(values, data["old_values"].double(),
+                                            data["returns"].double(), value_clip)
+    loss = value_coef * (weights * per_token).sum()
+
+    def mean(x):
+        return (weights * x.detach()).sum().float()
+
+    metrics = {"loss": loss.detach().float(), "value_loss": mean(per_token),
+               "value_clip_fraction": mean(clipped.double()), "value_mean": mean(values),
+               "return_mean": mean(data["returns"].double())}
+    count = torch.tensor(mb.num_tokens, dtype=torch.int, device=loss.device)
+    return loss.float(), count, metrics

@@ -1,9 +1,11 @@
 """Log-probabilities of a fixed model over a whole data set, by one forward-only pass at the
 run's layout: DPO's reference log-probs (per sequence, computed before training so that no
-reference model is held during it), RLVR's old and reference log-probs (per token).
+reference model is held during it), RLVR's old and reference log-probs (per token), and a value
+model's values (per token).
 
     logps = sequence_logprobs(model, sequences, masks, layout, cfg, pad_id)  # [n], every rank
     per_token = token_logprobs(model, sequences, layout, cfg, pad_id)       # [len - 1] each
+    values = token_values(value_model, sequences, layout, cfg, pad_id)      # [len - 1] each
 
 Each data-parallel replica takes a share of the data set's micro-batches (packed
 best-fit-decreasing into `data.max_tokens_per_micro_batch`), its last pipeline stage sums the
@@ -26,6 +28,7 @@ from engine.data.packing import best_fit_decreasing, collate
 from engine.launch.layout import Layout
 from engine.losses.cross_entropy import label_logprobs
 from engine.losses.preference import sequence_sums
+from engine.model.build import vocab_logits
 from engine.metrics.log import log
 from engine.train.schedule import forward_collect
 
@@ -82,9 +85,6 @@ def token_logprobs(model, sequences: list[np.ndarray], layout: Layout, cfg: Conf
     """log p(token | the tokens before it) for every token of each sequence but the first
     (len - 1 values per sequence, float64), on every rank, under softmax(logits / temperature):
     RLVR's old and reference log-probs."""
-    sizes = [len(s) - 1 for s in sequences]
-    offsets = np.concatenate([[0], np.cumsum(sizes)])
-    flat = torch.zeros(int(offsets[-1]), dtype=torch.float64, device=layout.device)
     vocab = cfg.model.vocab_size
 
     def per_token(mb, logits):
@@ -92,9 +92,27 @@ def token_logprobs(model, sequences: list[np.ndarray], layout: Layout, cfg: Conf
             logits = logits / temperature
         return label_logprobs(logits, mb.labels, vocab, cfg.train.cross_entropy)
 
+    return _per_position(model, sequences, layout, cfg, pad_id, per_token, "log-probs")
+
+
+@torch.no_grad()
+def token_values(model, sequences: list[np.ndarray], layout: Layout, cfg: Config,
+                 pad_id: int) -> list[np.ndarray]:
+    """A value model's value at every position of each sequence but the last (len - 1 per
+    sequence, float64; position i has seen tokens 0..i), on every rank: PPO's old values."""
+    return _per_position(model, sequences, layout, cfg, pad_id,
+                         lambda mb, logits: vocab_logits(logits, 1)[:, 0], "values")
+
+
+def _per_position(model, sequences: list[np.ndarray], layout: Layout, cfg: Config, pad_id: int,
+                  fn, what: str) -> list[np.ndarray]:
+    """fn(mb, logits) -> one value per packed position, kept for the positions that have a
+    label (all but each sequence's last), gathered to every rank."""
+    sizes = [len(s) - 1 for s in sequences]
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    flat = torch.zeros(int(offsets[-1]), dtype=torch.float64, device=layout.device)
     ones = [np.ones(n) for n in sizes]
-    for b, values in _replica_outputs(model, sequences, ones, layout, cfg, pad_id, per_token,
-                                      "log-probs"):
+    for b, values in _replica_outputs(model, sequences, ones, layout, cfg, pad_id, fn, what):
         start = 0
         for i in b:
             flat[offsets[i]:offsets[i + 1]] = values[start:start + sizes[i]]

@@ -1,13 +1,16 @@
 """PPO's pieces against hand computations: Tülu 3's reward shaping (verifier score × 10 on the
-last token, −10 in its place for a truncated answer, −β·k1 per token), GAE, masked whitening and
-the clipped value loss."""
+last token, −10 in its place for a truncated answer, −β·k1 per token), GAE, masked whitening,
+the clipped value loss, and the registered `value` loss on a packed micro-batch."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
+from engine.data.packing import collate
 from engine.losses.ppo import clipped_value_loss, gae, masked_whiten, token_rewards
+from engine.losses.registry import get_loss
 
 F64 = torch.float64
 
@@ -81,3 +84,21 @@ def test_clipped_value_loss(value, ret, loss, clipped, grad):
     assert got.item() == pytest.approx(loss) and was_clipped.item() is clipped
     got.sum().backward()
     assert v.grad.item() == pytest.approx(grad)
+
+
+def test_registered_value_loss_reads_column_0_and_equals_its_formula(single_process):
+    seqs = [np.array([1, 2, 3, 4]), np.array([5, 6, 1])]
+    weights = [np.array([0.0, 0.25, 0.25]), np.array([0.25, 0.25])]  # prompt token untrained
+    old = [np.array([0.0, 1.0, 1.0]), np.array([-1.0, 0.5])]
+    returns = [np.array([0.0, 2.0, 1.1]), np.array([-1.5, 0.0])]
+    mb = collate(seqs, weights, 0, 1, token_data={"old_values": old, "returns": returns})
+    output = torch.randn(1, len(mb.tokens), 128, dtype=torch.float64)  # one row, padded
+    values = torch.tensor([9.0, 1.5, 1.1, 9.0, -1.1, 0.5, 9.0], dtype=torch.float64)
+    output[0, :7, 0] = values  # positions whose targets are answer tokens: 1, 2, 4, 5
+    loss, _, metrics = get_loss("value", real_vocab_size=1, value_coef=0.1)(mb, output)
+    # per answer token: ½·max((V − R)², (clip(V, V_old ± 0.2) − R)²)
+    expected = 0.25 * (0.5 * 0.8 ** 2 + 0.5 * 0.0 + 0.5 * 0.4 ** 2 + 0.5 * 0.5 ** 2)
+    assert loss.item() == pytest.approx(0.1 * expected)
+    assert metrics["value_loss"].item() == pytest.approx(expected)
+    assert metrics["value_clip_fraction"].item() == pytest.approx(0.25)  # the first only
+    assert metrics["value_mean"].item() == pytest.approx(0.25 * (1.5 + 1.1 - 1.1 + 0.5))
