@@ -286,9 +286,6 @@ class Config:
                               f"{self.optim.warmup_ratio}")
         _choice("model.arch", m.arch, ARCHS)
         _choice("model.head", m.head, HEADS)
-        if m.head != "lm":
-            raise ConfigError(f"model.head={m.head}: stage {self.stage} trains a language model "
-                              f"(model.head=lm); {m.init_from_hf or 'this model'} is a value model")
         _choice("dpo.loss", self.dpo.loss, PREFERENCE_LOSSES)
         if self.dpo.beta <= 0:
             raise ConfigError(f"dpo.beta must be > 0, got {self.dpo.beta}")

@@ -15,6 +15,7 @@ import argparse
 import sys
 
 from engine.cli import parse, run_main
+from engine.errors import ConfigError
 from engine.launch.env import launch_env
 from engine.recipe import load_recipe
 from engine.stages import get_stage
@@ -28,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     env = launch_env()
     cfg = load_recipe(args.recipe, overrides)
     cfg.validate(env.world_size)
+    if cfg.model.head != "lm":
+        source = cfg.model.init_from_hf or cfg.model.init_from_checkpoint or "model.head"
+        raise ConfigError(f"model.head={cfg.model.head}: stage {cfg.stage} trains a language "
+                          f"model; {source} is a value model")
     from engine.launch.process_groups import init_distributed, shutdown
     from engine.train.loop import train
 

@@ -86,3 +86,13 @@ def test_corrupt_safetensors_is_named_before_any_model(tmp_path, hf_models):
                           timeout=120),
                    f"{shard}: not a readable safetensors file")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_value_model_is_refused_as_a_policy(tmp_path, hf_models):
+    recipe = tmp_path / "recipe.yaml"
+    value = hf_models["llama-value"]
+    recipe.write_text(f"stage: sft\nmodel:\n  init_from_hf: {value}\ndata:\n  sources: "
+                      f"[{{path: unused.jsonl}}]\n  tokenizer: byte\ntrain:\n  max_steps: 1\n")
+    _fails_cleanly(launch(["engine.train", str(recipe), f"output_dir={tmp_path / 'run'}"],
+                          timeout=120),
+                   f"model.head=value: stage sft trains a language model; {value} is a value")
