@@ -52,7 +52,7 @@ def build_model(cfg: Config, *, first_stage: bool, last_stage: bool,
         pre_process=first_stage,
         post_process=last_stage,
         parallel_output=True,
-        share_embeddings_and_output_weights=m.tie_word_embeddings,
+        share_embeddings_and_output_weights=m.tie_word_embeddings and m.head == "lm",
         position_embedding_type="rope",
         rotary_base=int(m.rope_theta),
     )
