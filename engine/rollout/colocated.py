@@ -12,7 +12,8 @@ Every rank holds one vLLM worker (vLLM's `external_launcher` under torchrun, the
 process otherwise); each group of `rollout.tp` consecutive ranks is one engine, so the world
 holds world / `rollout.tp` engines, whatever the trainer's TP × PP × DP layout. Prompt i goes to
 engine i mod engines with its own sampling seed, so the answers do not depend on how many
-engines there are; every rank receives every answer (one all-gather of token ids, log-probs and failures).
+engines there are; every rank receives every answer (one all-gather of token ids, log-probs and
+failures).
 
 The engines start from the model's config.json alone (vLLM's dummy weights), and the first
 refit gives them the trainer's weights: no export, and a resumed run's engines start from the

@@ -46,7 +46,8 @@ def main():
     cfg, layout, model = model_at_layout(None, [
         f"model.init_from_hf={args.hf_dir}", "data.sources=[{path: unused}]",
         f"train.max_steps={STEPS}", "optim.lr=1e-4", "optim.min_lr=1e-4",
-        "optim.decay=constant", "data.max_seq_len=64", "data.max_tokens_per_micro_batch=64", *overrides])
+        "optim.decay=constant", "data.max_seq_len=64", "data.max_tokens_per_micro_batch=64",
+        *overrides])
     load_hf_weights(model, cfg.model, args.hf_dir, layout.tp)
     model = wrap_for_training(model.train(), cfg)
     optimizer, scheduler = build_optimizer(model, cfg, STEPS, 0)

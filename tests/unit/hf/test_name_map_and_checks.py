@@ -76,7 +76,7 @@ def test_weight_mismatches_are_named(hf_models, tmp_path, single_process):
         attempt({**tensors, "model.layers.1.mlp.down_proj.weight": torch.zeros(128, 100)})
 
 
-def test_a_value_model_is_a_one_label_sequence_classifier(hf_models, tmp_path):
+def test_a_value_model_is_a_one_label_sequence_classifier(hf_models):
     src = hf_models["llama-value"]
     config = json.loads((src / "config.json").read_text())
     m = model_config_from_hf(config, "value")
