@@ -16,31 +16,34 @@ from engine.errors import CheckpointError
 
 class CheckpointTensors:
     """Whole tensors, or one index of their first (layer) axis, read from the chunks of a
-    torch.distributed.checkpoint directory."""
+    torch.distributed.checkpoint directory; with `prefix`, those of a model saved beside the
+    policy (keys `prefix` + the model's own key: "value." for PPO's value model)."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, prefix: str = ""):
+        self.path, self.prefix = path, prefix
         metadata = FileSystemReader(str(path)).read_metadata()
         self.tensors = metadata.state_dict_metadata
         self.storage = {(index.fqn, tuple(index.offset)): info
                         for index, info in metadata.storage_data.items()
                         if index.offset is not None}
 
+    def _metadata(self, key: str):
+        if self.prefix + key not in self.tensors:
+            raise CheckpointError(f"{self.path}: checkpoint has no tensor {self.prefix}{key}")
+        return self.tensors[self.prefix + key]
+
     def dtype(self, key: str) -> torch.dtype:
-        return self.tensors[key].properties.dtype
+        return self._metadata(key).properties.dtype
 
     def meta_tensor(self, key: str, layer: int | None = None) -> torch.Tensor:
         """A shape-and-dtype-only stand-in for `read(key, layer)`."""
-        if key not in self.tensors:
-            raise CheckpointError(f"{self.path}: checkpoint has no tensor {key}")
-        size = list(self.tensors[key].size)
+        size = list(self._metadata(key).size)
         return torch.empty(size[1:] if layer is not None else size, dtype=self.dtype(key),
                            device="meta")
 
     def read(self, key: str, layer: int | None = None) -> torch.Tensor:
-        if key not in self.tensors:
-            raise CheckpointError(f"{self.path}: checkpoint has no tensor {key}")
-        meta = self.tensors[key]
+        meta = self._metadata(key)
+        key = self.prefix + key
         lo, hi = [0] * len(meta.size), list(meta.size)
         if layer is not None:
             lo[0], hi[0] = layer, layer + 1

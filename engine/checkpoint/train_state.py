@@ -12,6 +12,10 @@ longer match their manifest.
 The `keep_last` newest complete checkpoints are kept. Model and optimizer states are saved in
 megatron's layout-free form (every parameter and its Adam moments in global coordinates;
 `fully_reshardable` for the distributed optimizer), so a checkpoint loads at any layout.
+Models trained beside the policy (`companions`: PPO's value model) are saved in the same
+checkpoint with their optimizer and LR schedule, their tensors' keys prefixed with the
+companion's name ("value.decoder...", "optimizer.state.exp_avg.value.decoder..."), and resumed
+with it; a checkpoint without a companion a run needs is an error naming it.
 RNG states are restored when the layout is the one that saved them (they are per TP/PP rank);
 at another layout the run reseeds, which changes nothing here because training draws no random
 numbers (no dropout; data order comes from the loader's own seeded permutation).
@@ -25,12 +29,14 @@ import random
 import re
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from megatron.core import dist_checkpointing
 from megatron.core.dist_checkpointing.mapping import ShardedObject
+from megatron.core.dist_checkpointing.utils import replace_prefix_for_sharding
 from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
 from megatron.core.tensor_parallel import get_cuda_rng_tracker
 from torch.distributed.checkpoint.api import CheckpointException
@@ -133,30 +139,45 @@ def _materialize_optimizer_states(optimizer) -> None:
             opt._init_optimizer_states_with_dummy_values()
 
 
-def _sharded_state(model, optimizer, layout: Layout, is_loading: bool, with_rng: bool) -> dict:
+def _model_and_optimizer(model, optimizer, is_loading: bool, prefix: str = "") -> dict:
     if is_loading:
         _materialize_optimizer_states(optimizer)
     model_state = _module(model).sharded_state_dict()
-    state = {"model": model_state,
-             "optimizer": optimizer.sharded_state_dict(model_state, is_loading=is_loading,
-                                                       metadata=_OPTIMIZER_FORMAT)}
+    if prefix:  # the tensors' keys; the optimizer's follow them
+        replace_prefix_for_sharding(model_state, "", prefix)
+    return {"model": model_state,
+            "optimizer": optimizer.sharded_state_dict(model_state, is_loading=is_loading,
+                                                      metadata=_OPTIMIZER_FORMAT)}
+
+
+def _sharded_state(model, optimizer, layout: Layout, is_loading: bool, with_rng: bool,
+                   companions: dict) -> dict:
+    state = _model_and_optimizer(model, optimizer, is_loading)
+    for name, c in companions.items():
+        state[name] = _model_and_optimizer(c.model, c.optimizer, is_loading, f"{name}.")
     if with_rng:
         state["rng_state"] = _rng_state(layout)
     return state
 
 
 def save(root: Path, step: int, model, optimizer, scheduler, loader, layout: Layout,
-         keep_last: int, meta: dict) -> Path:
+         keep_last: int, meta: dict, companions: dict | None = None) -> Path:
     """Write checkpoint `step` atomically, then prune to the `keep_last` newest. `meta` (the
-    model config, precision) lets tools read the checkpoint without the recipe."""
+    model config, precision) lets tools read the checkpoint without the recipe. `companions`:
+    other trained models by name (each with .model, .optimizer, .scheduler: PPO's value model),
+    saved beside the policy, their tensors' keys prefixed with the name and a dot."""
+    companions = companions or {}
     tmp, final = root / f"step_{step}.tmp", root / f"step_{step}"
     if layout.rank == 0:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     dist.barrier()
-    state = _sharded_state(model, optimizer, layout, is_loading=False, with_rng=True)
+    state = _sharded_state(model, optimizer, layout, is_loading=False, with_rng=True,
+                           companions=companions)
     state.update(step=step, scheduler=scheduler.state_dict(), loader=loader.state_dict(),
                  layout={"tp": layout.tp, "pp": layout.pp}, meta=meta)
+    for name, c in companions.items():
+        state[name]["scheduler"] = c.scheduler.state_dict()
     try:
         dist_checkpointing.save(state, str(tmp))
     except (Exception, CheckpointException) as e:  # the latter is a BaseException
@@ -198,16 +219,26 @@ def _out_of_space(error: BaseException, directory: Path) -> bool:
         return False
 
 
-def load(path: Path, model, optimizer, scheduler, loader, layout: Layout) -> int:
-    """Restore everything from a checkpoint; returns the step it was taken after."""
+def load(path: Path, model, optimizer, scheduler, loader, layout: Layout,
+         companions: dict | None = None) -> int:
+    """Restore everything from a checkpoint (the companions too, as `save` took them); returns
+    the step it was taken after."""
+    companions = companions or {}
     common = dist_checkpointing.load_common_state_dict(str(path))
+    missing = sorted(set(companions) - set(common))
+    if missing:
+        raise CheckpointError(f"{path} holds no {' or '.join(missing)} model to resume (saved "
+                              f"by a run without it)")
     same_layout = common["layout"] == {"tp": layout.tp, "pp": layout.pp}
     state = dist_checkpointing.load(
-        _sharded_state(model, optimizer, layout, is_loading=True, with_rng=same_layout),
-        str(path))
-    _module(model).load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
+        _sharded_state(model, optimizer, layout, is_loading=True, with_rng=same_layout,
+                       companions=companions), str(path))
+    for part, c in [(state, SimpleNamespace(model=model, optimizer=optimizer,
+                                            scheduler=scheduler)),
+                    *((state[name], c) for name, c in companions.items())]:
+        _module(c.model).load_state_dict(part["model"])
+        c.optimizer.load_state_dict(part["optimizer"])
+        c.scheduler.load_state_dict(part["scheduler"])
     loader.load_state_dict(state["loader"])
     if same_layout:
         _set_rng_state(state["rng_state"])

@@ -50,13 +50,15 @@ def prepare_output(out: Path, overwrite: bool) -> None:
 
 
 def export_hf(ckpt: str | Path, out: str | Path, tokenizer: str | Path | None = None,
-              dtype: str | None = None, progress=None, overwrite: bool = False) -> dict:
+              dtype: str | None = None, progress=None, overwrite: bool = False,
+              part: str | None = None) -> dict:
     """Write the HF model of checkpoint `ckpt` (or of a run dir's newest checkpoint) into
-    `out`; returns what was written."""
+    `out`: the policy, or with `part` a model saved beside it (PPO's "value": an HF
+    ...ForSequenceClassification); returns what was written."""
     ckpt, out = find_checkpoint(ckpt), Path(out)
-    m, _ = stored_model_config(ckpt)
+    m, _ = stored_model_config(ckpt, part)
     prepare_output(out, overwrite)
-    stored = CheckpointTensors(ckpt)
+    stored = CheckpointTensors(ckpt, f"{part}." if part else "")
     target = DTYPES[dtype] if dtype else None
     order = [(layer, rule) for layer in [None, *range(m.num_layers)]
              for rule in rules(m) if rule.per_layer == (layer is not None)]

@@ -24,10 +24,11 @@ from engine.errors import CheckpointError
 from engine.hf.config import model_config_from_hf, read_hf_config
 from engine.hf.name_map import check_hf_names, hf_names, rules
 from engine.hf.safetensors_io import HFReader
-from engine.model.init import fill_weights
+from engine.model.init import Source, fill_weights
 
 
-def load_hf_weights(model: torch.nn.Module, m: ModelConfig, directory: str, tp: int) -> None:
+def hf_source(m: ModelConfig, directory: str, tp: int) -> Source:
+    """The engine's global tensors of the HF model in `directory` (its names checked first)."""
     reader = HFReader(directory)
     check_hf_names(reader.names(), m, directory)
     by_key = {rule.engine_key: rule for rule in rules(m)}
@@ -39,7 +40,11 @@ def load_hf_weights(model: torch.nn.Module, m: ModelConfig, directory: str, tp: 
         return rule.to_engine(m, tp, *(reader.get(n).float()
                                                  for n in hf_names(rule, layer)))
 
-    fill_weights(model, hf_tensor)
+    return hf_tensor
+
+
+def load_hf_weights(model: torch.nn.Module, m: ModelConfig, directory: str, tp: int) -> None:
+    fill_weights(model, hf_source(m, directory, tp))
 
 
 def import_hf(hf_dir: str | Path, out: str | Path, progress=None) -> dict:

@@ -63,6 +63,12 @@ def fill_weights(model: torch.nn.Module, source: Source) -> None:
 
 
 def init_weights(model: torch.nn.Module, m: ModelConfig, seed: int) -> None:
+    fill_weights(model, random_source(m, seed))
+
+
+def random_source(m: ModelConfig, seed: int) -> Source:
+    """The seeded layout-free initial tensors (see above)."""
+
     def random_tensor(key: str, layer: int | None, shape: tuple) -> torch.Tensor:
         if key.endswith("layer_norm_weight") or key.endswith("final_layernorm.weight"):
             return torch.ones(shape)
@@ -80,4 +86,4 @@ def init_weights(model: torch.nn.Module, m: ModelConfig, seed: int) -> None:
             values[m.output_size:] = 0.0
         return values
 
-    fill_weights(model, random_tensor)
+    return random_tensor

@@ -8,17 +8,17 @@ import json
 from dataclasses import dataclass
 
 from engine.atomic import write_atomic
-from engine.checkpoint.weights import load_checkpoint_weights
+from engine.checkpoint.weights import checkpoint_source
 from engine.compat import platform
-from engine.config import Config
+from engine.config import Config, ModelConfig
 from engine.data.loader import PackedLoader
 from engine.data.prepare import Prepared, build_loader
-from engine.hf.importer import load_hf_weights
+from engine.hf.importer import hf_source
 from engine.launch.layout import Layout
 from engine.launch.seeds import seed_everything
 from engine.metrics.log import log
 from engine.model.build import build_model
-from engine.model.init import init_weights
+from engine.model.init import Source, fill_weights, random_source
 from engine.train.optimizer import build_optimizer, wrap_for_training
 from engine.train.run_dir import RunDir, check_resumed_data
 from engine.train.step import TrainStep
@@ -35,21 +35,28 @@ class Training:
     max_steps: int
 
 
-def build_model_with_weights(cfg: Config, layout: Layout):
-    """This rank's stage of the model, its weights from `model.init_from_hf`,
-    `model.init_from_checkpoint`, or the seeded layout-free init."""
+def weight_source(m: ModelConfig, seed: int, tp: int) -> tuple[Source, str]:
+    """Where a model's initial weights come from (`model.init_from_hf`,
+    `model.init_from_checkpoint`, or the seeded layout-free init), and those words for the log."""
+    if m.init_from_hf:
+        return hf_source(m, m.init_from_hf, tp), f"weights from {m.init_from_hf}"
+    if m.init_from_checkpoint:
+        return checkpoint_source(m.init_from_checkpoint), \
+            f"weights from {m.init_from_checkpoint}"
+    return random_source(m, seed), f"random init (seed {seed})"
+
+
+def build_model_with_weights(cfg: Config, layout: Layout, source: Source | None = None,
+                             what: str = ""):
+    """This rank's stage of `cfg.model`, its weights from `source` (default: `weight_source`)."""
     model = build_model(cfg, first_stage=layout.is_first_stage, last_stage=layout.is_last_stage,
                         device=layout.device)
-    source = cfg.model.init_from_hf or cfg.model.init_from_checkpoint
-    if cfg.model.init_from_hf:
-        load_hf_weights(model, cfg.model, cfg.model.init_from_hf, layout.tp)
-    elif cfg.model.init_from_checkpoint:
-        load_checkpoint_weights(model, cfg.model.init_from_checkpoint)
-    else:
-        init_weights(model, cfg.model, cfg.seed)
-    log.info("model: %s, %d parameters on this rank, %s", cfg.model.arch,
-             sum(p.numel() for p in model.parameters()),
-             f"weights from {source}" if source else f"random init (seed {cfg.seed})")
+    if source is None:
+        source, what = weight_source(cfg.model, cfg.seed, layout.tp)
+    fill_weights(model, source)
+    log.info("model: %s%s, %d parameters on this rank, %s", cfg.model.arch,
+             "" if cfg.model.head == "lm" else f" ({cfg.model.head} head)",
+             sum(p.numel() for p in model.parameters()), what)
     return model
 
 

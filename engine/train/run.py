@@ -33,18 +33,22 @@ from engine.train.signals import EXIT_REQUEUE, StopRequest
 
 
 class Run:
+    """`companions`: other models trained beside the policy, by name (PPO's value model: each
+    with .model, .optimizer, .scheduler and .model_config), checkpointed and resumed with it."""
+
     def __init__(self, cfg: Config, layout: Layout, training: Training, run_dir: RunDir,
-                 evaluator: Callable | None = None):
+                 evaluator: Callable | None = None, companions: dict | None = None):
         out = run_dir.path
         self.cfg, self.layout, self.t, self.out, self.evaluator = \
             cfg, layout, training, out, evaluator
+        self.companions = companions or {}
         self.root = train_state.checkpoint_root(out)
         self.start_step = self.saved_step = 0
         found = run_dir.resume
         if found is not None:
             t = training
             self.start_step = self.saved_step = train_state.load(
-                found[1], t.model, t.optimizer, t.scheduler, t.loader, layout)
+                found[1], t.model, t.optimizer, t.scheduler, t.loader, layout, self.companions)
             log.info("resumed from %s (step %d)", found[1], self.start_step)
         self.metrics = MetricsWriter(out if layout.is_logger else None, cfg.logging.tensorboard,
                                      after_step=self.start_step)
@@ -62,9 +66,12 @@ class Run:
         path = train_state.save(self.root, step, t.model, t.optimizer, t.scheduler, t.loader,
                                 self.layout, self.cfg.checkpoint.keep_last,
                                 meta={"model": asdict(self.cfg.model),
+                                      "companions": {name: asdict(c.model_config)
+                                                     for name, c in self.companions.items()},
                                       "precision": self.cfg.precision,
                                       "recipe": self.cfg.to_dict(),
-                                      "data_fingerprint": t.data.stats["fingerprint"]})
+                                      "data_fingerprint": t.data.stats["fingerprint"]},
+                                companions=self.companions)
         self.saved_step = step
         log.info("saved checkpoint %s", path)
 

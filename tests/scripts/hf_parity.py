@@ -1,12 +1,13 @@
 """Engine logits of a Hugging Face model (loaded through `model.init_from_hf`) against
 `transformers` logits of the same directory, at the launch's TP/PP layout.
 
-    [torchrun --nproc-per-node N] python -m tests.scripts.hf_parity HF_DIR [--engine-ckpt DIR]
-        [key=value ...]
+    [torchrun --nproc-per-node N] python -m tests.scripts.hf_parity HF_DIR [--engine-ckpt DIR
+        [--part value]] [key=value ...]
 
 With --engine-ckpt the engine's weights come from that training checkpoint (saved at any
-layout) instead of HF_DIR, whose config.json still gives the architecture: this checks an
-exported checkpoint against the engine that trained it. Two sequences are packed into one THD
+layout; with --part, a model saved beside the policy: PPO's value model) instead of HF_DIR,
+whose config.json still gives the architecture: this checks an exported checkpoint against the
+engine that trained it. Two sequences are packed into one THD
 micro-batch for the engine (forward only through megatron's schedule, so any PP works) and run
 one at a time through `transformers` in fp32 on the CPU. A value model's per-token values are
 compared with its HF `score` head on every token's last hidden state. With `precision=bf16` the
@@ -49,12 +50,13 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("hf_dir")
     parser.add_argument("--engine-ckpt")
+    parser.add_argument("--part")
     args, overrides = parse(parser)
     cfg, layout, model = model_at_layout(None, [f"model.init_from_hf={args.hf_dir}",
                                                 "data.sources=[{path: unused}]",
                                                 "train.max_steps=1", *overrides])
     if args.engine_ckpt:
-        load_checkpoint_weights(model, args.engine_ckpt)
+        load_checkpoint_weights(model, args.engine_ckpt, args.part)
     else:
         load_hf_weights(model, cfg.model, args.hf_dir, layout.tp)
     rng = np.random.default_rng(0)
