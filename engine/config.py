@@ -33,6 +33,7 @@ CHAT_TEMPLATES = ("tulu", "llama3", "tokenizer")
 ARCHS = ("llama", "qwen2")
 HEADS = ("lm", "value")  # next-token logits over the vocabulary, or one scalar per token
 PREFERENCE_LOSSES = ("dpo", "dpo_norm", "ipo", "simpo", "hinge")
+RL_ALGORITHMS = ("grpo", "ppo")
 ADVANTAGE_NORMALIZATIONS = ("standard", "centered")
 KL_ESTIMATORS = ("k1", "k2", "k3")
 MATH_RULES = ("flex", "math_verify")
@@ -173,6 +174,8 @@ class EvalConfig:
     sources: list[SourceConfig] = field(default_factory=list)
     every_steps: int = 0  # 0: only before and after training
     max_new_tokens: int = 64
+    samples_per_prompt: Optional[int] = None  # rlvr's sampled answers per held-out prompt
+    #                                           (default: rlvr.samples_per_prompt)
 
 
 @dataclass
@@ -205,21 +208,41 @@ class RolloutConfig:
 
 @dataclass
 class RLVRConfig:
-    """Reinforcement learning with verifiable rewards (stage `rlvr`): GRPO on each step's
-    `data.global_batch_size` prompts × `samples_per_prompt` answers."""
+    """Reinforcement learning with verifiable rewards (stage `rlvr`) on each step's
+    `data.global_batch_size` prompts × `samples_per_prompt` answers: GRPO (group-relative
+    advantages; Tülu 3.1), or PPO (a value model, GAE, the KL as a per-token reward; Tülu 3)."""
 
+    algorithm: str = "grpo"  # grpo | ppo
     samples_per_prompt: int = 16
     advantage_normalization: str = "standard"  # standard (÷ group std) | centered
     clip_low: float = 0.2
     clip_high: float = 0.2
     kl_coef: float = 0.01  # β
     kl_estimator: str = "k3"  # k1 | k2 | k3
-    mini_batches: int = 1  # optimizer steps per rollout batch
+    mini_batches: int = 1  # optimizer steps per pass over the rollout batch
+    epochs: int = 1  # passes over each rollout batch (PPO epochs)
     verifiable_reward: float = 10.0  # a correct answer's reward (0 otherwise)
+    truncation_penalty: Optional[float] = None  # replaces the reward of an answer that never
+    #                                            stopped (Tülu 3's PPO: -10); None: no penalty
+    gamma: float = 1.0  # PPO: GAE's discount
+    lam: float = 0.95  # PPO: GAE's λ
     max_prompt_tokens: int = 2048  # longer prompts are dropped and counted
     math_rule: str = "flex"  # flex (Tülu's) | math_verify
     reward_workers: int = 2  # verifier processes (on global rank 0)
     reward_timeout_s: float = 2.0
+
+
+@dataclass
+class ValueConfig:
+    """PPO's value model (`rlvr.algorithm=ppo`): the policy's architecture with a scalar head,
+    at the policy's layout, trained beside it by its own Adam and LR schedule."""
+
+    # a reward model (HF ...ForSequenceClassification, one label; Tülu 3: its 8B RM), or None:
+    # the policy's initial weights with a fresh head of zeros
+    init_from_hf: Optional[str] = None
+    lr: Optional[float] = None  # peak LR; None: optim.lr. Warmup and decay are the policy's
+    clip: float = 0.2  # the value loss's clip range around the rollout's values
+    coef: float = 0.1  # the value loss's coefficient
 
 
 @dataclass
@@ -256,6 +279,7 @@ class Config:
     dpo: DPOConfig = field(default_factory=DPOConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     rlvr: RLVRConfig = field(default_factory=RLVRConfig)
+    value: ValueConfig = field(default_factory=ValueConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
@@ -462,6 +486,8 @@ def build_config(raw: dict, base: Path) -> Config:
     for key in ("init_from_hf", "init_from_checkpoint"):
         if getattr(cfg.model, key):
             setattr(cfg.model, key, _resolve(base, getattr(cfg.model, key)))
+    if cfg.value.init_from_hf:
+        cfg.value.init_from_hf = _resolve(base, cfg.value.init_from_hf)
     return cfg
 
 

@@ -1,17 +1,18 @@
 """PPO for RLVR as Tülu 3 ran it, as pure functions on answers laid out [answers × tokens]
 (answer tokens first in each row, `mask` 1 on them, 0 on the padding after):
 
-    rewards = token_rewards(scores, truncated, logp, ref_logp, mask, kl_coef=0.05)
+    rewards = token_rewards(answer_rewards(scores, truncated), logp, ref_logp, mask, 0.05)
     advantages, returns = gae(rewards, values, mask, gamma=1.0, lam=0.95)
     advantages = masked_whiten(advantages, mask)
     policy, clipped = clipped_surrogate(logp, old_logp, advantages, 0.2, 0.2)   # engine.losses.grpo
     value, value_clipped = clipped_value_loss(new_values, values, returns, 0.2)
     loss = mean over answer tokens of (policy + value_coef · value)               # 0.1 in Tülu 3
 
-- **Rewards** per token: −β · (logp − ref_logp) on every answer token (the k1 estimate of the KL
-  to the frozen reference), plus, on each answer's last token, `verifiable_reward` × the
-  verifier's score (0 or 1) — or `truncation_penalty` instead of it when the answer never
-  stopped (Tülu 3: 10 and −10; None keeps the score of a truncated answer).
+- **Rewards**: per answer, `verifiable_reward` × the verifier's score (0 or 1), or
+  `truncation_penalty` instead of it when the answer never stopped (Tülu 3: 10 and −10; None
+  keeps the score of a truncated answer); per token, −β · (logp − ref_logp) on every answer
+  token (the k1 estimate of the KL to the frozen reference), plus the answer's reward on its
+  last token.
 - **GAE**: δ_t = r_t + γ·V_{t+1} − V_t with V = 0 after an answer's last token,
   A_t = δ_t + γλ·A_{t+1}; the returns, the value model's targets, are A + V.
 - **Whitening**: (x − mean) / sqrt(var + 1e-8) over the answer tokens of the whole rollout
@@ -41,21 +42,26 @@ def _last_token_index(mask: torch.Tensor) -> torch.Tensor:
     return lengths - 1
 
 
-def token_rewards(scores: torch.Tensor, truncated: torch.Tensor, logp: torch.Tensor,
-                  ref_logp: torch.Tensor, mask: torch.Tensor, kl_coef: float,
-                  verifiable_reward: float = 10.0,
-                  truncation_penalty: float | None = -10.0) -> torch.Tensor:
-    """Per-token rewards [answers × tokens]: the KL penalty on every answer token, the scaled
-    verifier score (or the truncation penalty) added on each answer's last token; 0 on
-    padding."""
+def answer_rewards(scores: torch.Tensor, truncated: torch.Tensor,
+                   verifiable_reward: float = 10.0,
+                   truncation_penalty: float | None = -10.0) -> torch.Tensor:
+    """Each answer's reward: `verifiable_reward` × its verifier score, or `truncation_penalty`
+    instead when it never stopped (None: no penalty)."""
+    rewards = verifiable_reward * scores.double()
+    if truncation_penalty is None:
+        return rewards
+    return torch.where(truncated.bool(), torch.full_like(rewards, truncation_penalty), rewards)
+
+
+def token_rewards(rewards: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor,
+                  mask: torch.Tensor, kl_coef: float) -> torch.Tensor:
+    """Per-token rewards [answers × tokens]: the KL penalty on every answer token, each
+    answer's reward (`answer_rewards`) added on its last token; 0 on padding."""
     mask = mask.to(logp.dtype)
-    rewards = -kl_coef * (logp - ref_logp) * mask
-    final = verifiable_reward * scores.to(logp.dtype)
-    if truncation_penalty is not None:
-        final = torch.where(truncated.bool(), torch.full_like(final, truncation_penalty), final)
-    rows = torch.arange(len(rewards), device=rewards.device)
-    rewards[rows, _last_token_index(mask)] += final
-    return rewards
+    out = -kl_coef * (logp - ref_logp) * mask
+    rows = torch.arange(len(out), device=out.device)
+    out[rows, _last_token_index(mask)] += rewards.to(out.dtype)
+    return out
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float,

@@ -7,17 +7,25 @@ Each step:
    answers each, sampled by the colocated vLLM engines (`engine.rollout.colocated`) with a seed
    per prompt drawn from (seed, step, prompt): a resumed or re-run step samples the same answers;
 2. **score**: the verifiers (`engine.rewards.pool`, on global rank 0, broadcast), reward =
-   `rlvr.verifiable_reward` × score; group-relative advantages (`engine.rollout.batch`);
+   `rlvr.verifiable_reward` × score, or `rlvr.truncation_penalty` for an answer that never
+   stopped; GRPO: group-relative advantages (`engine.rollout.batch`);
 3. **log-probs**: the trainer recomputes the answers' old log-probs (the policy before this
    step's updates) and the frozen reference's (a second model at the policy's layout, holding
    the initial weights; none when `rlvr.kl_coef` is 0), and measures vLLM's distance to its own;
-4. **train**: `rlvr.mini_batches` optimizer steps on the `grpo` loss over the answers;
+   PPO: the value model's values (`engine.train.critic`), then the per-token rewards with the KL
+   penalty, GAE advantages (whitened) and returns (`engine.rollout.batch.ppo_advantages`);
+4. **train**: `rlvr.epochs` × `rlvr.mini_batches` optimizer steps on the `grpo` loss over the
+   answers (PPO: without its KL term), and on the same micro-batches the value model's;
 5. **refit**: the new weights into the engines (`ColocatedRollout.refit`).
 
 Per step, besides the loss's metrics (policy loss, KL, clip fraction, ratio, entropy): reward
 overall and per dataset, accuracy per dataset, answer length, truncation rate, verifier errors,
-the vLLM–trainer log-prob gap (mean and max |Δ| over answer tokens), generated tokens/s, and
-seconds per phase. Checkpoints, resume (the prompt loader's position is the data state; the
+the vLLM–trainer log-prob gap (mean and max |Δ| over answer tokens), generated tokens (count and
+per second), and seconds per phase; PPO adds the value model's loss, clip fraction, mean value
+and return, gradient norm and LR, the KL penalty per answer, the advantages' std before
+whitening and the values' explained variance. The value model is checkpointed and resumed with
+the policy (a companion of `engine.train.run.Run`).
+Checkpoints, resume (the prompt loader's position is the data state; the
 sampling seeds follow from the step), signals and evaluation are the shared plumbing's
 (`engine.train.run`).
 """
@@ -28,6 +36,7 @@ import dataclasses
 from collections import Counter, defaultdict
 
 import numpy as np
+import torch
 import torch.distributed as dist
 
 from engine.config import Config
@@ -38,10 +47,12 @@ from engine.launch.layout import Layout
 from engine.metrics.log import log
 from engine.metrics.timing import PhaseTimer
 from engine.rewards.pool import RewardPool
-from engine.rollout.batch import RolloutBatch, rollout_batch
+from engine.losses.ppo import answer_rewards
+from engine.rollout.batch import RolloutBatch, ppo_advantages, rollout_batch
 from engine.rollout.colocated import ColocatedRollout
 from engine.rollout.vllm_engine import Completion, SamplingSpec
 from engine.train.build import Training, build_model_with_weights, build_training
+from engine.train.critic import Critic
 from engine.train.evaluate import log_eval
 from engine.train.optimizer import Bf16Module
 from engine.train.reference import token_logprobs
@@ -131,9 +142,9 @@ def rollout_metrics(batch: RolloutBatch, scores: list[list[float]], groups,
 class RLVREvaluator:
     """Held-out RLVR prompts (`eval.sources`) answered by the rollout engines and scored: greedy
     (eval_accuracy overall and per dataset, answer length, truncation) and sampled as in
-    training (`rlvr.samples_per_prompt` answers at `rollout.temperature`, the same seeds at
-    every evaluation: eval_reward overall and per dataset, the expected reward that training
-    raises)."""
+    training (`eval.samples_per_prompt` answers, default `rlvr.samples_per_prompt`, at
+    `rollout.temperature`, the same seeds at every evaluation: eval_reward overall and per
+    dataset, the expected reward that training raises)."""
 
     def __init__(self, cfg: Config, rollout: ColocatedRollout, scorer: Scorer, chat, model,
                  spec: SamplingSpec):
@@ -141,8 +152,8 @@ class RLVREvaluator:
         held_out = dataclasses.replace(cfg.data, sources=cfg.eval.sources)
         self.prompts = load_rlvr_prompts(held_out, chat, cfg.seed, report, counts,
                                          cfg.rlvr.max_prompt_tokens)
-        self.cfg, self.rollout, self.scorer, self.model, self.spec = \
-            cfg, rollout, scorer, model, spec
+        self.cfg, self.rollout, self.scorer, self.model = cfg, rollout, scorer, model
+        self.spec = dataclasses.replace(spec, n=cfg.eval.samples_per_prompt or spec.n)
 
     def _scores(self, spec: SamplingSpec, seeds: list[int]):
         groups = self.rollout.generate([p.prompt_ids.tolist() for p in self.prompts], seeds,
@@ -170,29 +181,37 @@ class RLVREvaluator:
         return out
 
 
-def _train_on(training: Training, cfg: Config, layout: Layout, batch: RolloutBatch,
-              old, ref, step: int, pad_id: int) -> tuple[GlobalBatch, StepResult]:
-    """`rlvr.mini_batches` optimizer steps over the answers (seeded order); the steps' batches
-    joined and their results averaged."""
+def _mean_result(results: list[StepResult]) -> StepResult:
+    """Several updates' results as one: metrics and gradient norms averaged, the first LR."""
+    mean = {k: float(np.mean([res.metrics[k] for res in results])) for k in results[0].metrics}
+    return StepResult(mean, float(np.mean([res.grad_norm for res in results])), results[0].lr,
+                      any(res.skipped for res in results))
+
+
+def _train_on(training: Training, critic: Critic | None, cfg: Config, layout: Layout,
+              batch: RolloutBatch, token_data: dict, step: int,
+              pad_id: int) -> tuple[GlobalBatch, StepResult, StepResult | None]:
+    """`rlvr.epochs` passes of `rlvr.mini_batches` optimizer steps over the answers (seeded
+    order), the value model (PPO) updated on the same micro-batches; the steps' batches joined
+    and each model's results averaged."""
     r = cfg.rlvr
     loader = PackedLoader(
-        batch.sequences, target_masks=[m > 0 for m in batch.answer_masks],
-        token_data={"old_logprobs": old, "ref_logprobs": ref, "advantages": batch.advantages},
+        batch.sequences, target_masks=[m > 0 for m in batch.answer_masks], token_data=token_data,
         global_batch_size=len(batch.sequences) // r.mini_batches,
         max_tokens_per_micro_batch=cfg.data.max_tokens_per_micro_batch, dp_size=layout.dp,
         dp_rank=layout.dp_rank, pad_id=pad_id, pad_multiple=pad_multiple(cfg.parallel),
         seed=cfg.seed + step, shuffle=r.mini_batches > 1, reduction=cfg.train.loss_reduction)
-    batches, results = [], []
-    for _ in range(r.mini_batches):
+    batches, results, value_results = [], [], []
+    for _ in range(r.epochs * r.mini_batches):
         batches.append(loader.next_batch())
         results.append(training.step(batches[-1].micro_batches))
+        if critic is not None:
+            value_results.append(critic.step(batches[-1].micro_batches))
     joined = GlobalBatch([mb for b in batches for mb in b.micro_batches],
                          [n for b in batches for n in b.lengths],
                          sum(b.target_tokens for b in batches),
                          sum(b.token_budget for b in batches))
-    mean = {k: float(np.mean([res.metrics[k] for res in results])) for k in results[0].metrics}
-    return joined, StepResult(mean, float(np.mean([res.grad_norm for res in results])),
-                              results[0].lr, any(res.skipped for res in results))
+    return joined, _mean_result(results), _mean_result(value_results) if value_results else None
 
 
 def train_rlvr(cfg: Config, layout: Layout, stage) -> int:
@@ -200,6 +219,7 @@ def train_rlvr(cfg: Config, layout: Layout, stage) -> int:
     training = build_training(cfg, layout, stage, run_dir)
     chat, pad_id = training.data.examples.chat, training.data.tokenizer.pad_id
     prompts_all = training.data.examples.records
+    critic = Critic(cfg, layout, training) if cfg.rlvr.algorithm == "ppo" else None
     reference = build_reference(cfg, layout)
     scorer = Scorer(cfg, layout, chat)
     rollout = ColocatedRollout(cfg, layout, sorted(chat.stop_ids), run_dir.path)
@@ -209,21 +229,22 @@ def train_rlvr(cfg: Config, layout: Layout, stage) -> int:
     try:
         evaluator = RLVREvaluator(cfg, rollout, scorer, chat, training.model, spec) \
             if cfg.eval.sources else None
-        with Run(cfg, layout, training, run_dir, evaluator) as run:
+        companions = {"value": critic} if critic is not None else None
+        with Run(cfg, layout, training, run_dir, evaluator, companions) as run:
             log.info("rollout: weights into the engines in %.2fs",
                      rollout.refit(training.model, run.start_step))
             for step in run.steps():
-                _step(cfg, layout, training, reference, rollout, scorer, spec, prompts_all, step,
-                      pad_id, run)
+                _step(cfg, layout, training, critic, reference, rollout, scorer, spec,
+                      prompts_all, step, pad_id, run)
     finally:
         rollout.shutdown()
         scorer.close()
     return run.exit_code
 
 
-def _step(cfg, layout, training, reference, rollout, scorer, spec, prompts_all, step, pad_id,
-          run) -> None:
-    timer = PhaseTimer()
+def _step(cfg, layout, training, critic, reference, rollout, scorer, spec, prompts_all, step,
+          pad_id, run) -> None:
+    timer, r = PhaseTimer(), cfg.rlvr
     prompts = [prompts_all[i] for i in training.loader.next_items()]
     with timer("generate"):
         groups = rollout.generate([p.prompt_ids.tolist() for p in prompts],
@@ -232,21 +253,39 @@ def _step(cfg, layout, training, reference, rollout, scorer, spec, prompts_all, 
         rollout.sleep()  # GPU: the trainer gets the engines' memory until the refit
     with timer("score"):
         scores, errors = scorer(prompts, groups)
-        rewards = [[cfg.rlvr.verifiable_reward * s for s in group] for group in scores]
+        rewards = [answer_rewards(torch.tensor(group_scores),
+                                  torch.tensor([c.truncated for c in group]),
+                                  r.verifiable_reward, r.truncation_penalty).tolist()
+                   for group_scores, group in zip(scores, groups)]
         batch = rollout_batch([p.prompt_ids for p in prompts], [p.dataset for p in prompts],
-                              groups, rewards, cfg.rlvr.advantage_normalization)
+                              groups, rewards,
+                              r.advantage_normalization if critic is None else None)
+    extra = {}
     with timer("logprobs"):
         temperature = cfg.rollout.temperature
         old = token_logprobs(training.model, batch.sequences, layout, cfg, pad_id, temperature)
         ref = old if reference is None else \
             token_logprobs(reference, batch.sequences, layout, cfg, pad_id, temperature)
+        token_data = {"old_logprobs": old, "ref_logprobs": ref}
+        if critic is not None:
+            values = critic.values(batch.sequences, pad_id)
+            batch.advantages, returns, ppo_metrics = ppo_advantages(
+                batch, old, ref, values, r.kl_coef, r.gamma, r.lam)
+            token_data.update(old_values=values, returns=returns)
+            extra.update(ppo_metrics)
+        token_data["advantages"] = batch.advantages
     with timer("train"):
-        joined, result = _train_on(training, cfg, layout, batch, old, ref, step, pad_id)
+        joined, result, value_result = _train_on(training, critic, cfg, layout, batch,
+                                                 token_data, step, pad_id)
     with timer("refit"):
         rollout.refit(training.model, step)
     answer_tokens = sum(len(c.token_ids) for group in groups for c in group)
-    extra = rollout_metrics(batch, scores, groups, old)
+    extra.update(rollout_metrics(batch, scores, groups, old))
+    if value_result is not None:
+        extra.update({k: v for k, v in value_result.metrics.items() if k != "loss"})
+        extra.update(value_grad_norm=value_result.grad_norm, value_lr=value_result.lr)
     extra.update({f"score_errors/{k}": v for k, v in sorted(errors.items())})
+    extra["generated_tokens"] = answer_tokens
     extra["generate_tokens_per_s"] = answer_tokens / max(timer.totals["generate"], 1e-9)
     extra["rollout_rebuilds"] = rollout.rebuilds
     extra.update({f"time/{k}": v for k, v in timer.totals.items()})

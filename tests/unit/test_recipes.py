@@ -1,9 +1,9 @@
-"""The shipped recipes load, validate at their intended scale, and carry Tülu 3's published SFT
-and DPO settings and Tülu 3.1's GRPO ones."""
+"""The shipped recipes load, validate at their intended scale, and carry Tülu 3's published SFT,
+DPO and PPO settings and Tülu 3.1's GRPO ones."""
 
 import pytest
 
-from engine.errors import CheckpointError
+from engine.errors import CheckpointError, ConfigError
 from engine.recipe import load_recipe
 from tests.util import ROOT
 
@@ -55,7 +55,28 @@ def test_tulu31_grpo_recipe():
     assert cfg.rollout.temperature == 1.0 and cfg.model.vocab_size == 128256
 
 
-@pytest.mark.parametrize("name", ["pretrain", "sft", "dpo", "rlvr"])
+@pytest.mark.parametrize("size, lr, beta, prompts, warmup, world", [
+    ("8b", 3e-7, 0.05, 224, None, 8), ("70b", 1e-7, 0.07, 640, 0.1, 64)])
+def test_tulu3_ppo_recipes(size, lr, beta, prompts, warmup, world):
+    recipe = ROOT / f"recipes/tulu3/llama3.1-{size}/ppo.yaml"
+    with pytest.raises(CheckpointError, match=f"runs/tulu3-{size}-dpo"):  # the DPO run first
+        load_recipe(recipe)
+    cfg = load_recipe(recipe, ["model.init_from_checkpoint=null", "value.init_from_hf=null"])
+    cfg.validate(world_size=world)
+    r, v = cfg.rlvr, cfg.value
+    assert (r.algorithm, r.samples_per_prompt, r.epochs, r.mini_batches) == ("ppo", 1, 4, 1)
+    assert (r.kl_coef, r.kl_estimator, r.gamma, r.lam) == (beta, "k1", 1.0, 0.95)
+    assert (r.verifiable_reward, r.truncation_penalty) == (10.0, -10.0)
+    assert (r.clip_low, r.clip_high, v.clip, v.coef) == (0.2, 0.2, 0.2, 0.1)
+    assert cfg.data.global_batch_size == prompts and cfg.optim.lr == lr
+    assert cfg.optim.warmup_ratio == warmup
+    assert r.max_prompt_tokens == cfg.rollout.max_new_tokens == 2048
+    assert cfg.rollout.temperature == 1.0
+    with pytest.raises(ConfigError, match="Llama-3.1-Tulu-3-8B-RM"):  # Tülu 3's 8B RM
+        load_recipe(recipe, ["model.init_from_checkpoint=null"])
+
+
+@pytest.mark.parametrize("name", ["pretrain", "sft", "dpo", "rlvr", "ppo"])
 def test_tiny_recipes_validate_on_one_to_four_processes(name):
     # the tiny DPO and RLVR recipes start from the tiny SFT run; their model sections stand in
     cfg = load_recipe(ROOT / f"recipes/tiny/{name}.yaml", ["model.init_from_checkpoint=null"])

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from engine.data.packing import collate
-from engine.losses.ppo import clipped_value_loss, gae, masked_whiten, token_rewards
+from engine.losses.ppo import (answer_rewards, clipped_value_loss, gae, masked_whiten,
+                               token_rewards)
 from engine.losses.registry import get_loss
 
 F64 = torch.float64
@@ -23,20 +24,22 @@ def _close(got: torch.Tensor, rows) -> None:
     torch.testing.assert_close(got, _t(rows), rtol=1e-12, atol=1e-12)
 
 
-def test_token_rewards_shape_the_score_truncation_and_kl():
+def test_answer_rewards_scale_the_score_and_penalize_truncation():
+    scores, truncated = _t([1, 0, 1, 0]), torch.tensor([False, False, True, True])
+    _close(answer_rewards(scores, truncated), [10, 0, -10, -10])  # Tülu 3: ×10, −10 replaces
+    _close(answer_rewards(scores, truncated, 2.0, None), [2, 0, 2, 0])  # no penalty: kept
+
+
+def test_token_rewards_put_the_kl_on_every_token_and_the_reward_on_the_last():
     mask = _t([[1, 1, 1], [1, 1, 0]])
     logp, ref = _t([[-1, -2, -0.5], [-1, -1, 0]]), _t([[-1.5, -2, -1], [-0.5, -1, 0]])
-    scores, truncated = _t([1, 1]), torch.tensor([False, True])
     # k1 = logp − ref = [[0.5, 0, 0.5], [−0.5, 0, ·]]; −0.1 · k1 on answer tokens
-    got = token_rewards(scores, truncated, logp, ref, mask, kl_coef=0.1)
+    got = token_rewards(_t([10, -10]), logp, ref, mask, kl_coef=0.1)
     _close(got, [[-0.05, 0, -0.05 + 10], [0.05, -10, 0]])
-    kept = token_rewards(scores, truncated, logp, ref, mask, kl_coef=0.1,
-                         truncation_penalty=None)  # the score of a truncated answer stands
-    _close(kept, [[-0.05, 0, 9.95], [0.05, 10, 0]])
-    wrong = token_rewards(_t([0, 0]), torch.tensor([False, False]), logp, ref, mask, 0.0)
+    wrong = token_rewards(_t([0, 0]), logp, ref, mask, 0.0)
     assert wrong.abs().sum().item() == 0.0
     with pytest.raises(ValueError, match="answer 1 has no tokens"):
-        token_rewards(scores, truncated, logp, ref, _t([[1, 1, 1], [0, 0, 0]]), 0.1)
+        token_rewards(_t([10, -10]), logp, ref, _t([[1, 1, 1], [0, 0, 0]]), 0.1)
 
 
 def test_gae_by_hand():

@@ -84,6 +84,43 @@ def test_rlvr_stage_checks_its_keys(override, message):
         load_recipe(TINY_RLVR, ["model.init_from_checkpoint=null", override])
 
 
+TINY_PPO = ROOT / "recipes" / "tiny" / "ppo.yaml"
+
+
+def test_ppo_trains_the_policy_without_the_kl_term_and_counts_every_update():
+    cfg = load_recipe(TINY_PPO, ["model.init_from_checkpoint=null", "rlvr.mini_batches=2"])
+    stage = get_stage("rlvr")
+    assert stage.updates_per_step(cfg) == 4 * 2  # epochs × mini-batches: the LR's horizon
+    assert stage.loss(cfg).fn.keywords["kl_coef"] == 0.0  # the KL is in PPO's rewards
+    grpo = load_recipe(TINY_RLVR, ["model.init_from_checkpoint=null"])
+    assert stage.loss(grpo).fn.keywords["kl_coef"] == grpo.rlvr.kl_coef == 0.01
+
+
+@pytest.mark.parametrize("override, message", [
+    ("rlvr.kl_estimator=k3", "PPO puts the KL into the per-token rewards"),
+    ("rlvr.lam=1.5", "rlvr.lam must be in"),
+    ("rlvr.epochs=0", "rlvr.epochs must be >= 1"),
+    ("value.clip=0", "value.clip must be > 0"),
+    ("value.lr=-1", "value.lr must be >= 0"),
+    ("rlvr.algorithm=reinforce", "rlvr.algorithm='reinforce' is not one of grpo, ppo"),
+    ("eval.samples_per_prompt=0", "eval.samples_per_prompt must be >= 1"),
+])
+def test_ppo_checks_its_keys(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(TINY_PPO, ["model.init_from_checkpoint=null", override])
+
+
+def test_ppo_value_model_from_hf_must_be_a_reward_model_of_the_same_vocabulary(hf_models):
+    def load(shape):
+        return load_recipe(TINY_PPO, ["model.init_from_checkpoint=null",
+                                      f"value.init_from_hf={hf_models[shape]}"])
+
+    with pytest.raises(ConfigError, match="is a language model; PPO's value model starts from"):
+        load("llama-gqa2-rope-scaled-untied")
+    with pytest.raises(ConfigError, match=r"its vocabulary \(300\) is not the policy's \(265\)"):
+        load("llama-value")
+
+
 def test_rollout_tp_must_divide_the_world():
     cfg = load_recipe(TINY_RLVR, ["model.init_from_checkpoint=null", "rollout.tp=2"])
     cfg.validate(4)
