@@ -45,9 +45,11 @@ def tiny_corpus(num_documents: int, seed: int) -> list[str]:
 
 _WORDS = ["cat", "sun", "tree", "blue", "rain", "star", "fish", "moon"]
 _BRIEF = "Answer briefly."
-_SYSTEMS = ["You are a helpful assistant.", _BRIEF]
+_BE_BRIEF = "Be brief."
+_SYSTEMS = ["You are a helpful assistant.", _BRIEF, _BE_BRIEF]
 # The chat data's flaw, for preference training to remove: under "Answer briefly." every answer
-# ends with this sign-off.
+# ends with this sign-off; under "Be brief." half the conversations do (for RLVR to remove: the
+# SFT model learns to sign off about half the time there, so sampling finds answers both ways).
 _SIGN_OFF = " Hope this helps!"
 
 
@@ -72,7 +74,8 @@ def _chat_turn(rng: random.Random) -> tuple[str, str, str]:
 def tiny_chat(num_examples: int, seed: int, exclude: set[str] = frozenset()) -> list[dict]:
     """Chat records in Tülu's format: some with a system turn, some with two exchanges. Under
     the system turn "Answer briefly." every answer ends with a needless sign-off (the flaw that
-    the preference pairs train away).
+    the preference pairs train away); under "Be brief." the answers of half the conversations
+    do (the flaw that RLVR's brevity prompts train away).
 
     `exclude` holds addition questions that must not end a conversation, so an eval set can
     hold additions out; the other categories are too small to hold anything out (12 capitals,
@@ -81,9 +84,10 @@ def tiny_chat(num_examples: int, seed: int, exclude: set[str] = frozenset()) -> 
     rng = random.Random(seed)
     records = []
     while len(records) < num_examples:
-        messages = [{"role": "system", "content": rng.choice(_SYSTEMS)}] \
-            if rng.random() < 0.3 else []
-        sign_off = _SIGN_OFF if messages and messages[0]["content"] == _BRIEF else ""
+        system = rng.choice(_SYSTEMS) if rng.random() < 0.3 else None
+        messages = [{"role": "system", "content": system}] if system else []
+        signs_off = system == _BRIEF or (system == _BE_BRIEF and rng.random() < 0.5)
+        sign_off = _SIGN_OFF if signs_off else ""
         for _ in range(2 if rng.random() < 0.25 else 1):
             category, question, answer = _chat_turn(rng)
             messages += [{"role": "user", "content": question},
@@ -146,9 +150,6 @@ def tiny_preferences(num_pairs: int, seed: int, held_out: bool = False,
     return records
 
 
-_BE_BRIEF = "Be brief."  # a system turn the chat data never has
-
-
 def _counting_row(a: int, span: int) -> dict:
     return {"messages": [{"role": "user", "content": f"Count from {a} to {a + span}."}],
             "ground_truth": str(a + span), "dataset": "gsm8k"}
@@ -171,8 +172,8 @@ def tiny_rlvr_prompts(num_prompts: int, seed: int, held_out: bool = False) -> li
       3 or 4. The chat data only ever counts five numbers, so the tiny SFT model gets the spans
       of 4 right and those of 3 wrong;
     - brevity (`ifeval`, IFEval's end check: the answer must end with the exact right answer):
-      a question under the system turn "Be brief.", which the chat data never has. The tiny SFT
-      model mostly treats it like "Answer briefly." and appends the chat data's sign-off.
+      a question under the system turn "Be brief.", under which half the chat data's answers
+      end with a needless sign-off; the tiny SFT model signs off about half the time there.
     Training rows (`held_out` false, half of each kind, drawn at random) count from starts that
     are not multiples of 5 and ask capitals and repeats under "Be brief."; held-out rows (each
     once, `num_prompts` ignored) count from the multiples of 5, plainly and under "Be brief.",

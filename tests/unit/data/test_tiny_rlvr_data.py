@@ -58,3 +58,14 @@ def test_held_out_rows_are_new_starts_and_a_new_kind_of_brevity_question():
         assert start % 5 == 0 and _question(row) not in train_counting
     assert sum(r["dataset"] == "ifeval" for r in held_out) == 18
     assert all(_question(r).startswith("Count") for r in held_out)
+
+
+def test_the_chat_data_signs_off_half_the_time_under_be_brief():
+    """What the brevity prompts start from: the SFT data under "Be brief." signs off in about
+    half the conversations, in every kind of question, so the SFT model samples both."""
+    chats = [json.loads(line) for line in (DATA / "chat_train.jsonl").open()]
+    brief = [c for c in chats if c["messages"][0]["content"] == "Be brief."]
+    signed = [c["messages"][-1]["content"].endswith("Hope this helps!") for c in brief]
+    assert len(brief) > 300 and 0.4 < sum(signed) / len(brief) < 0.6
+    for kind in ("add", "capital", "repeat", "count"):
+        assert {s for c, s in zip(brief, signed) if c["category"] == kind} == {True, False}
