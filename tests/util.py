@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +49,24 @@ def train(out: Path, overrides: list[str], nproc: int = 1, recipe: Path = TINY) 
     proc = launch(["engine.train", str(recipe), f"output_dir={out}", *overrides], nproc)
     assert proc.returncode == 0, f"training failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def stop_after_first_step(out: Path, overrides: list[str], recipe: Path) -> None:
+    """Start training as a user does, send SIGTERM once the first step is in metrics.jsonl, and
+    check that the run checkpointed and exited to be requeued."""
+    from engine.train.signals import EXIT_REQUEUE
+
+    proc = subprocess.Popen([sys.executable, "-m", "engine.train", str(recipe),
+                             f"output_dir={out}", *overrides], cwd=ROOT,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().strip()):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == EXIT_REQUEUE, err[-3000:]
 
 
 def make_hf_tokenizer(directory: Path, chat_template: str | None = None,

@@ -4,15 +4,9 @@ budget (pairs are never split), and a run stopped by SIGTERM resumes bit for bit
 
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 
 from engine.checkpoint.train_state import latest
-from engine.train.signals import EXIT_REQUEUE
-from tests.util import ROOT, train
+from tests.util import ROOT, stop_after_first_step, train
 
 TINY_DPO = ROOT / "recipes" / "tiny" / "dpo.yaml"
 PAIRS = ROOT / "recipes" / "tiny" / "data" / "pref_train.jsonl"
@@ -58,17 +52,7 @@ def test_sigterm_mid_run_then_resume_is_bit_identical(tmp_path):
     steps = SMALL + ["train.max_steps=6"]  # the later override wins
     straight = train(tmp_path / "straight", steps, recipe=TINY_DPO)
     out = tmp_path / "stopped"
-    proc = subprocess.Popen([sys.executable, "-m", "engine.train", str(TINY_DPO),
-                             f"output_dir={out}", *steps], cwd=ROOT,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    metrics = out / "metrics.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and not (metrics.exists() and metrics.read_text().strip()):
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == EXIT_REQUEUE, err[-3000:]
+    stop_after_first_step(out, steps, TINY_DPO)
     stopped_at = latest(out / "checkpoints")[0]
     assert 1 <= stopped_at < 6
     resumed = train(out, steps, recipe=TINY_DPO)

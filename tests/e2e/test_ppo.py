@@ -6,17 +6,11 @@ and two rollout engines matches one process; the value model exports to an HF
 model in HF format starts a run's value model."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from engine.hf.safetensors_io import HFReader
-from engine.train.signals import EXIT_REQUEUE
-from tests.util import ROOT, launch, script_json, train
+from tests.util import ROOT, launch, script_json, stop_after_first_step, train
 
 pytest.importorskip("vllm")
 
@@ -82,17 +76,7 @@ def test_held_out_rows_are_scored_before_and_after(straight):
 
 def test_sigterm_then_resume_reproduces_the_run(straight, tiny_sft_run, tmp_path):
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "engine.train", str(PPO), f"output_dir={out}",
-            *_overrides(tiny_sft_run, NO_EVAL)]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})  # as `train`
-    deadline = time.time() + 300
-    while time.time() < deadline and not ((out / "metrics.jsonl").exists()
-                                          and (out / "metrics.jsonl").read_text().strip()):
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == EXIT_REQUEUE, err[-3000:]
+    stop_after_first_step(out, _overrides(tiny_sft_run, NO_EVAL), PPO)
     resumed = train(out, _overrides(tiny_sft_run, NO_EVAL), recipe=PPO)
     _same(straight[1], resumed, 0.0)  # fp32, one process: identical
 

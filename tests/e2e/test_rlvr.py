@@ -6,15 +6,10 @@ of TP 2 matches one process; an engine that dies mid-run is rebuilt and no step 
 repeated."""
 
 import json
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
-from engine.train.signals import EXIT_REQUEUE
-from tests.util import ROOT, launch, train
+from tests.util import ROOT, launch, stop_after_first_step, train
 
 pytest.importorskip("vllm")
 
@@ -75,17 +70,7 @@ def test_held_out_rows_are_scored_before_and_after_per_dataset(straight):
 
 def test_sigterm_then_resume_reproduces_the_run(straight, tiny_sft_run, tmp_path):
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "engine.train", str(RLVR), f"output_dir={out}",
-            *_overrides(tiny_sft_run, NO_EVAL)]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and not ((out / "metrics.jsonl").exists()
-                                          and (out / "metrics.jsonl").read_text().strip()):
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == EXIT_REQUEUE, err[-3000:]
+    stop_after_first_step(out, _overrides(tiny_sft_run, NO_EVAL), RLVR)
     resumed = train(out, _overrides(tiny_sft_run, NO_EVAL), recipe=RLVR)
     _same(straight[1], resumed, 0.0)  # fp32, one process: identical
 
