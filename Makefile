@@ -2,7 +2,8 @@
 #   make demo       # create the environment, fine-tune the tiny chat recipe on the CPU (~2 min),
 #                   # export it to Hugging Face format and let transformers answer with it,
 #                   # then train it further with DPO on preference pairs (~1 min) and with
-#                   # RLVR (GRPO; vLLM generates, verifiers score; ~3.5 min)
+#                   # RLVR (vLLM generates, verifiers score): GRPO (~1.5 min), then PPO with
+#                   # a value model (~5 min), compared at equal generated tokens
 #   make test       # create the environment, run the whole test suite (CI runs this)
 #   make test-unit  # the unit tests only (tests/unit, under a minute)
 PYTHON ?= python3
@@ -26,13 +27,15 @@ $(STAMP): setup.py
 	touch $(STAMP)
 
 demo: $(STAMP)
-	rm -rf runs/tiny-sft runs/tiny-dpo runs/tiny-rlvr
+	rm -rf runs/tiny-sft runs/tiny-dpo runs/tiny-rlvr runs/tiny-ppo
 	$(BIN)/python -m engine.train recipes/tiny/sft.yaml output_dir=runs/tiny-sft
 	$(BIN)/python -m tools.convert_checkpoint engine-to-hf --ckpt runs/tiny-sft --out runs/tiny-sft/hf
 	$(BIN)/python -m tools.generate_hf --hf runs/tiny-sft/hf "What is the capital of Peru?" \
 	    "Say moon 3 times." "Count from 41 to 45." "What is 12 + 30?"
 	$(BIN)/python -m engine.train recipes/tiny/dpo.yaml output_dir=runs/tiny-dpo
 	$(BIN)/python -m engine.train recipes/tiny/rlvr.yaml output_dir=runs/tiny-rlvr
+	$(BIN)/python -m engine.train recipes/tiny/ppo.yaml output_dir=runs/tiny-ppo
+	$(BIN)/python -m tools.compare_rl runs/tiny-rlvr runs/tiny-ppo --labels GRPO,PPO
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
