@@ -8,8 +8,9 @@ The model is a decoder with a scalar head (`model.head=value`, column 0 of its o
 the policy's TP/PP/SP layout: a reward model's, with its architecture, from `value.init_from_hf`
 (HF `...ForSequenceClassification` with one label; Tülu 3 used its 8B reward model, for the 70B
 policy too), or else the policy's architecture and initial weights with a head of zeros (so its
-first values are 0, and the first updates train the head). Its optimizer is its own Adam with the policy's settings and schedule (warmup,
-decay, horizon) but the peak LR `value.lr` (`min_lr` scaled alike). The loss is `value`
+first values are 0, and the first updates train the head). Its optimizer is its own Adam with
+the policy's settings and schedule (warmup, decay, horizon) but the peak LR `value.lr` (`min_lr`
+scaled alike). The loss is `value`
 (`engine.losses.ppo`): `value.coef` × the clipped value loss (`value.clip`) on the micro-batch's
 `old_values` and `returns`. The run checkpoints it as the companion "value" of the policy
 (`engine.checkpoint.train_state`: its tensors under the key prefix `value.`, its config in the
