@@ -10,11 +10,11 @@ the policy's TP/PP/SP layout: a reward model's, with its architecture, from `val
 policy too), or else the policy's architecture and initial weights with a head of zeros (so its
 first values are 0, and the first updates train the head). Its optimizer is its own Adam with
 the policy's settings and schedule (warmup, decay, horizon) but the peak LR `value.lr` (`min_lr`
-scaled alike). The loss is `value`
-(`engine.losses.ppo`): `value.coef` × the clipped value loss (`value.clip`) on the micro-batch's
-`old_values` and `returns`. The run checkpoints it as the companion "value" of the policy
-(`engine.checkpoint.train_state`: its tensors under the key prefix `value.`, its config in the
-checkpoint's meta), and `engine-to-hf --part value` exports it.
+scaled alike). The loss is `value` (`engine.losses.ppo`): `value.coef` × the clipped value loss
+(`value.clip`) on the micro-batch's `old_values` and `returns`. The run checkpoints it as the
+companion "value" of the policy (`engine.checkpoint.train_state`: its tensors under the key
+prefix `value.`, its config in the checkpoint's meta), and `engine-to-hf --part value` exports
+it.
 """
 
 from __future__ import annotations
