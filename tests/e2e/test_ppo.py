@@ -1,7 +1,8 @@
 """PPO on the RLVR loop end to end (the tiny PPO recipe, from the tiny SFT model): a value model
 trained beside the policy on GAE returns, its metrics logged every step; SIGTERM then resume
-reproduces the run exactly (value model, its optimizer and schedule included); TP2 × PP2 with SP
-and two rollout engines matches one process; the value model exports to an HF
+reproduces the run exactly (value model, its optimizer and schedule included), and so does a
+resume at DP2 with the distributed optimizer; TP2 × PP2 with SP and two rollout engines matches
+one process; the value model exports to an HF
 ...ForSequenceClassification whose values `transformers` computes as the engine did, and a reward
 model in HF format starts a run's value model."""
 
@@ -79,6 +80,19 @@ def test_sigterm_then_resume_reproduces_the_run(straight, tiny_sft_run, tmp_path
     stop_after_first_step(out, _overrides(tiny_sft_run, NO_EVAL), PPO)
     resumed = train(out, _overrides(tiny_sft_run, NO_EVAL), recipe=PPO)
     _same(straight[1], resumed, 0.0)  # fp32, one process: identical
+
+
+def test_dp2_with_the_distributed_optimizer_resumes_and_matches_one_process(straight, tiny_sft_run,
+                                                                           tmp_path):
+    """Two steps, then a resume to three (the recipe's step count changed, as allowed): the
+    value model's sharded Adam states come back, and the run equals one process's."""
+    out, dp2 = tmp_path / "run", ["parallel.distributed_optimizer=true", NO_EVAL]
+    first = train(out, _overrides(tiny_sft_run, *dp2, "train.max_steps=2"), nproc=2,
+                  recipe=PPO)
+    resumed = train(out, _overrides(tiny_sft_run, *dp2, "checkpoint.allow_changes=[train]"),
+                    nproc=2, recipe=PPO)
+    assert "resumed from" in (out / "train.log").read_text()
+    _same(straight[1], first + resumed[2:], 1e-4)
 
 
 def test_tp2_pp2_sp_matches_one_process_and_its_value_model_exports(straight, tiny_sft_run,
