@@ -51,6 +51,15 @@ def train(out: Path, overrides: list[str], nproc: int = 1, recipe: Path = TINY) 
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
+def assert_same_metrics(a: list[dict], b: list[dict], keys: tuple[str, ...],
+                        tolerance: float) -> None:
+    """Two runs' metrics.jsonl rows: the same steps, and `keys` within `tolerance` at each."""
+    assert [m["step"] for m in a] == [m["step"] for m in b]
+    for x, y in zip(a, b):
+        for key in keys:
+            assert abs(x[key] - y[key]) <= tolerance, (key, x, y)
+
+
 def stop_after_first_step(out: Path, overrides: list[str], recipe: Path) -> None:
     """Start training as a user does, send SIGTERM once the first step is in metrics.jsonl, and
     check that the run checkpointed and exited to be requeued."""

@@ -33,6 +33,8 @@ class Training:
     scheduler: object
     step: TrainStep
     max_steps: int
+    updates: int  # optimizer steps over the run: the LR schedule's horizon
+    warmup_updates: int
 
 
 def weight_source(m: ModelConfig, seed: int, tp: int) -> tuple[Source, str]:
@@ -84,7 +86,8 @@ def build_training(cfg: Config, layout: Layout, stage, run_dir: RunDir | None) -
 
     seed_everything(cfg.seed)
     model = wrap_for_training(build_model_with_weights(cfg, layout), cfg)
-    updates = stage.updates_per_step(cfg)
-    optimizer, scheduler = build_optimizer(model, cfg, max_steps * updates, warmup_steps * updates)
+    updates, warmup_updates = (n * stage.updates_per_step(cfg) for n in (max_steps, warmup_steps))
+    optimizer, scheduler = build_optimizer(model, cfg, updates, warmup_updates)
     step = TrainStep(model, optimizer, scheduler, layout, stage.loss(cfg))
-    return Training(data, loader, model, optimizer, scheduler, step, max_steps)
+    return Training(data, loader, model, optimizer, scheduler, step, max_steps, updates,
+                    warmup_updates)

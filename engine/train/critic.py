@@ -79,10 +79,8 @@ class Critic:
             source, what = _with_fresh_head(policy_source), f"the policy's {what}, head zeros"
         self.model = wrap_for_training(build_model_with_weights(self.cfg, layout, source, what),
                                        self.cfg)
-        updates = cfg.rlvr.epochs * cfg.rlvr.mini_batches
-        _, warmup_steps = cfg.resolve_schedule(training.data.num_items)
-        self.optimizer, self.scheduler = build_optimizer(
-            self.model, self.cfg, training.max_steps * updates, warmup_steps * updates)
+        self.optimizer, self.scheduler = build_optimizer(self.model, self.cfg, training.updates,
+                                                         training.warmup_updates)
         loss = get_loss("value", real_vocab_size=1, value_clip=cfg.value.clip,
                         value_coef=cfg.value.coef)
         self.step = TrainStep(self.model, self.optimizer, self.scheduler, layout, loss)

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from engine.hf.safetensors_io import HFReader
-from tests.util import ROOT, launch, script_json, stop_after_first_step, train
+from tests.util import ROOT, assert_same_metrics, launch, script_json, stop_after_first_step, train
 
 pytest.importorskip("vllm")
 
@@ -32,13 +32,6 @@ def straight(tiny_sft_run, tmp_path_factory):
     """The reference run; it alone evaluates the held-out rows (before and after)."""
     out = tmp_path_factory.mktemp("ppo") / "run"
     return out, train(out, _overrides(tiny_sft_run, "eval.every_steps=0"), recipe=PPO)
-
-
-def _same(a: list[dict], b: list[dict], tolerance: float) -> None:
-    assert [m["step"] for m in a] == [m["step"] for m in b]
-    for x, y in zip(a, b):
-        for key in COMPARED:
-            assert abs(x[key] - y[key]) <= tolerance, (key, x, y)
 
 
 def _export_value(ckpt, out):
@@ -79,7 +72,7 @@ def test_sigterm_then_resume_reproduces_the_run(straight, tiny_sft_run, tmp_path
     out = tmp_path / "run"
     stop_after_first_step(out, _overrides(tiny_sft_run, NO_EVAL), PPO)
     resumed = train(out, _overrides(tiny_sft_run, NO_EVAL), recipe=PPO)
-    _same(straight[1], resumed, 0.0)  # fp32, one process: identical
+    assert_same_metrics(straight[1], resumed, COMPARED, 0.0)  # fp32, one process: identical
 
 
 def test_dp2_with_the_distributed_optimizer_resumes_and_matches_one_process(straight, tiny_sft_run,
@@ -92,7 +85,7 @@ def test_dp2_with_the_distributed_optimizer_resumes_and_matches_one_process(stra
     resumed = train(out, _overrides(tiny_sft_run, *dp2, "checkpoint.allow_changes=[train]"),
                     nproc=2, recipe=PPO)
     assert "resumed from" in (out / "train.log").read_text()
-    _same(straight[1], first + resumed[2:], 1e-4)
+    assert_same_metrics(straight[1], first + resumed[2:], COMPARED, 1e-4)
 
 
 def test_tp2_pp2_sp_matches_one_process_and_its_value_model_exports(straight, tiny_sft_run,
@@ -101,7 +94,7 @@ def test_tp2_pp2_sp_matches_one_process_and_its_value_model_exports(straight, ti
     metrics = train(out, _overrides(tiny_sft_run, "parallel.tp=2", "parallel.pp=2",
                                     "parallel.sp=true", "parallel.distributed_optimizer=true",
                                     "rollout.tp=2", NO_EVAL), nproc=4, recipe=PPO)
-    _same(straight[1], metrics, 1e-4)
+    assert_same_metrics(straight[1], metrics, COMPARED, 1e-4)
     hf = tmp_path / "value-hf"
     _export_value(out, hf)
     assert json.loads((hf / "config.json").read_text())["architectures"] == \

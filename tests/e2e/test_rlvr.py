@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.util import ROOT, launch, stop_after_first_step, train
+from tests.util import ROOT, assert_same_metrics, launch, stop_after_first_step, train
 
 pytest.importorskip("vllm")
 
@@ -30,13 +30,6 @@ def straight(tiny_sft_run, tmp_path_factory):
     runs, which do not, also show that evaluating leaves training's numbers alone."""
     out = tmp_path_factory.mktemp("rlvr") / "run"
     return out, train(out, _overrides(tiny_sft_run, "eval.every_steps=0"), recipe=RLVR)
-
-
-def _same(a: list[dict], b: list[dict], tolerance: float) -> None:
-    assert [m["step"] for m in a] == [m["step"] for m in b]
-    for x, y in zip(a, b):
-        for key in COMPARED:
-            assert abs(x[key] - y[key]) <= tolerance, (key, x, y)
 
 
 def test_every_step_logs_rollout_metrics_and_phases(straight):
@@ -72,7 +65,7 @@ def test_sigterm_then_resume_reproduces_the_run(straight, tiny_sft_run, tmp_path
     out = tmp_path / "run"
     stop_after_first_step(out, _overrides(tiny_sft_run, NO_EVAL), RLVR)
     resumed = train(out, _overrides(tiny_sft_run, NO_EVAL), recipe=RLVR)
-    _same(straight[1], resumed, 0.0)  # fp32, one process: identical
+    assert_same_metrics(straight[1], resumed, COMPARED, 0.0)  # fp32, one process: identical
 
 
 def test_tp2_pp2_sp_with_two_rollout_engines_matches_one_process(straight, tiny_sft_run,
@@ -80,7 +73,7 @@ def test_tp2_pp2_sp_with_two_rollout_engines_matches_one_process(straight, tiny_
     metrics = train(tmp_path / "run", _overrides(tiny_sft_run, "parallel.tp=2", "parallel.pp=2",
                                                  "parallel.sp=true", "rollout.tp=2", NO_EVAL),
                     nproc=4, recipe=RLVR)
-    _same(straight[1], metrics, 1e-4)
+    assert_same_metrics(straight[1], metrics, COMPARED, 1e-4)
 
 
 def test_a_dead_engine_is_rebuilt_and_no_step_is_lost(straight, tiny_sft_run, tmp_path):
@@ -91,4 +84,4 @@ def test_a_dead_engine_is_rebuilt_and_no_step_is_lost(straight, tiny_sft_run, tm
     assert "rebuilding it from the current weights" in (out / "train.log").read_text()
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["rollout_rebuilds"] for m in metrics] == [0, 1, 1]
-    _same(straight[1], metrics, 0.0)
+    assert_same_metrics(straight[1], metrics, COMPARED, 0.0)
