@@ -29,6 +29,7 @@ from engine.errors import ConfigError
 # The one list of each choice; the modules that implement them import these.
 PRECISIONS = ("fp32", "bf16")
 REDUCTIONS = ("sum", "token_mean", "sequence_mean")
+CROSS_ENTROPY_KERNELS = ("auto", "megatron", "te", "fused")
 CHAT_TEMPLATES = ("tulu", "llama3", "tokenizer")
 ARCHS = ("llama", "qwen2")
 HEADS = ("lm", "value")  # next-token logits over the vocabulary, or one scalar per token
@@ -160,7 +161,8 @@ class TrainConfig:
     epochs: Optional[float] = None
     loss_reduction: str = "token_mean"  # sum | token_mean | sequence_mean
     log_every: int = 10
-    # the cross-entropy / log-prob kernel (engine.losses.cross_entropy): auto | megatron | te
+    # the cross-entropy / log-prob kernel (engine.losses.cross_entropy): auto | megatron | te |
+    # fused (the output layer's GEMM fused with the loss, never holding the whole logits)
     cross_entropy: str = "auto"
     # TE layers accumulate weight gradients straight into the fp32 main_grad (GPU, TE)
     fuse_wgrad_accumulation: bool = False
@@ -294,7 +296,7 @@ class Config:
         _choice("data.on_bad_record", d.on_bad_record, ("error", "skip"))
         _choice("data.chat_template", d.chat_template, CHAT_TEMPLATES)
         _choice("train.loss_reduction", self.train.loss_reduction, REDUCTIONS)
-        _choice("train.cross_entropy", self.train.cross_entropy, ("auto", "megatron", "te"))
+        _choice("train.cross_entropy", self.train.cross_entropy, CROSS_ENTROPY_KERNELS)
         if self.train.cross_entropy == "te":
             from engine.compat import platform
 

@@ -21,7 +21,8 @@ bf16, log-probs + entropy forward and backward took 39 / 31 / 27 / 28 ms at chun
 whole bf16 logits would take), against 61 ms and 19.6 GiB through full fp32 log-softmax.
 
 - `linear_logprobs` (DPO, RL): the forward keeps O(t) row statistics; the backward, whose
-  upstream gradients are known only then, recomputes each chunk's logits (one more GEMM).
+  upstream gradients are known only then, recomputes each chunk's logits (one more GEMM). An
+  output whose gradient is unused (the entropy as a metric) adds no work to it.
 - `linear_cross_entropy_loss` (SFT): the loss is linear in the per-token cross-entropies with
   weights known up front, so the forward also computes the gradients chunk by chunk, and the
   backward only scales them by the upstream scalar (no recompute).
@@ -42,6 +43,7 @@ import torch
 import torch.distributed as dist
 
 IGNORE_INDEX = -100
+CHUNK_TOKENS = 2048  # the default chunk: see above
 
 
 @dataclass(frozen=True)
@@ -236,7 +238,8 @@ class _LinearLogprobs(torch.autograd.Function):
         logprobs = torch.where(labelled, target - lse, 0.0)
         entropy = torch.where(labelled, entropy, 0.0)
         ctx.save_for_backward(hidden, weight, labels, lse, entropy)
-        ctx.head, ctx.with_entropy = head, with_entropy
+        ctx.head = head
+        ctx.set_materialize_grads(False)  # an unused output's gradient stays None: no work
         return (logprobs, entropy) if with_entropy else logprobs
 
     @staticmethod
@@ -245,9 +248,10 @@ class _LinearLogprobs(torch.autograd.Function):
         head = ctx.head
         _, grad_ = _chunk_steps(hidden.device)
         labelled = labels != IGNORE_INDEX
-        scale = torch.where(labelled, -grad_logprobs.float(), 0.0)
+        scale = torch.zeros_like(lse) if grad_logprobs is None else \
+            torch.where(labelled, -grad_logprobs.float(), 0.0)
         entropy_coef = None
-        if ctx.with_entropy:
+        if grad_entropy is not None:
             entropy_coef = torch.where(labelled, grad_entropy.float(), 0.0)
         d_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
         d_weight = _weight_grad_accumulator(weight) if ctx.needs_input_grad[1] else None
@@ -265,7 +269,7 @@ class _LinearLogprobs(torch.autograd.Function):
 
 def linear_logprobs(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, *,
                     real_vocab_size: int, vocab_start: int = 0, tp_group=None,
-                    chunk_tokens: int = 2048, with_entropy: bool = False):
+                    chunk_tokens: int = CHUNK_TOKENS, with_entropy: bool = False):
     """(log p(label) [t] fp32, entropy of p [t] fp32 or None) of the logits hidden @ weight.T,
     without materializing them; labels -100 give 0 for both and no gradient. See the module for
     hidden/weight/labels and the tensor-parallel arguments."""
@@ -311,7 +315,7 @@ class _LinearCrossEntropyLoss(torch.autograd.Function):
 def linear_cross_entropy_loss(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor,
                               weights: torch.Tensor, *, real_vocab_size: int,
                               vocab_start: int = 0, tp_group=None,
-                              chunk_tokens: int = 2048) -> torch.Tensor:
+                              chunk_tokens: int = CHUNK_TOKENS) -> torch.Tensor:
     """Σ_t weights_t · CE_t (fp32 scalar) of the logits hidden @ weight.T, without materializing
     them; labels -100 contribute 0, `weights` [t] get no gradient. See the module for the other
     arguments."""

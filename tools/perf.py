@@ -50,7 +50,7 @@ def memory(cfg, world_size: int, gpu_gib: float) -> dict:
     cfg.validate(world_size)
     p = cfg.parallel
     dp = cfg.data_parallel_size(world_size)
-    kernel = "megatron" if cfg.train.cross_entropy == "megatron" else "te"
+    kernel = cfg.train.cross_entropy if cfg.train.cross_entropy in ("megatron", "fused") else "te"
     e = estimate_memory(cfg, p.tp, p.pp, dp, cross_entropy=kernel)
     budget = cfg.data.max_tokens_per_micro_batch
     fits = e.max_tokens_per_micro_batch(gpu_gib * GIB)

@@ -7,8 +7,12 @@ is their one process group), with the padded vocabulary columns masked out:
   backward);
 - `te`: TransformerEngine's fused Triton kernel (CUDA): reads the bf16 logits once and writes the
   gradient into them in place, so the logits must not be used after the call.
+- `fused`: the output layer's GEMM fused with the loss (kernels/linear_cross_entropy.py): the
+  model hands over its hidden states (`engine.model.head.HiddenStates`) and the logits are made
+  and consumed a chunk of tokens at a time, never all at once.
 `auto` picks `te` for CUDA logits when TransformerEngine is installed, `megatron` otherwise
-(`train.cross_entropy`).
+(`train.cross_entropy`). Every function here takes either logits or `HiddenStates`; the model
+decides which it hands over (`engine.model.build`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from megatron.core import parallel_state, tensor_parallel
 
 from engine.compat import platform
 from engine.losses.registry import register
+from engine.model.head import HiddenStates
+from kernels.linear_cross_entropy import linear_cross_entropy_loss, linear_logprobs
 
 
 def mask_padded_vocab(logits: torch.Tensor, real_vocab_size: int) -> torch.Tensor:
@@ -34,6 +40,9 @@ def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, real_vocab_s
                         kernel: str = "auto") -> torch.Tensor:
     """CE(logits, label) per token (fp32), 0 where the label is -100; logits [t, vocab/TP]
     (consumed: masked in place, and overwritten by the `te` kernel)."""
+    if kernel == "fused":
+        raise ValueError("train.cross_entropy=fused needs the model's hidden states, not logits "
+                         "(a model built with that setting hands them over)")
     mask_padded_vocab(logits, real_vocab_size)
     targets = labels.clamp(min=0)
     if kernel == "te" or (kernel == "auto" and logits.is_cuda
@@ -49,22 +58,58 @@ def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, real_vocab_s
     return losses.float().masked_fill(labels < 0, 0.0)
 
 
-def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
+def weighted_cross_entropy(logits, labels: torch.Tensor, weights: torch.Tensor,
                            real_vocab_size: int, kernel: str = "auto") -> torch.Tensor:
-    """Σ weights · CE(logits, labels) over tokens; logits [t, vocab/TP], labels -100 = none."""
+    """Σ weights · CE(logits, labels) over tokens; logits [t, vocab/TP] or `HiddenStates`,
+    labels -100 = none."""
+    if isinstance(logits, HiddenStates):
+        return linear_cross_entropy_loss(logits.hidden, logits.weight, labels, weights,
+                                         real_vocab_size=real_vocab_size,
+                                         vocab_start=logits.vocab_start,
+                                         tp_group=logits.tp_group)
     return (token_cross_entropy(logits, labels, real_vocab_size, kernel) * weights).sum()
 
 
-def label_logprobs(logits: torch.Tensor, labels: torch.Tensor, real_vocab_size: int,
+def label_logprobs(logits, labels: torch.Tensor, real_vocab_size: int,
                    kernel: str = "auto") -> torch.Tensor:
-    """log p(label) per token (fp32), 0 where the label is -100; logits [t, vocab/TP]."""
+    """log p(label) per token (fp32), 0 where the label is -100; logits [t, vocab/TP] or
+    `HiddenStates`."""
+    if isinstance(logits, HiddenStates):
+        return _fused_logprobs(logits, labels, real_vocab_size, with_entropy=False)[0]
     return -token_cross_entropy(logits, labels, real_vocab_size, kernel)
 
 
+def label_logprobs_and_entropy(logits, labels: torch.Tensor, real_vocab_size: int,
+                               kernel: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p(label), entropy of p) per token (fp32): the log-probs as `label_logprobs`, the
+    entropy a metric without gradient (with a fused head one pass computes both, and the entropy
+    is 0 where the label is -100)."""
+    if isinstance(logits, HiddenStates):
+        logprobs, entropy = _fused_logprobs(logits, labels, real_vocab_size, with_entropy=True)
+        return logprobs, entropy.detach()
+    entropy = token_entropy(logits, real_vocab_size)
+    return label_logprobs(logits, labels, real_vocab_size, kernel), entropy
+
+
+def tempered(logits, temperature: float):
+    """The logits of softmax(logits / temperature), in the form they came in."""
+    if temperature == 1.0:
+        return logits
+    if isinstance(logits, HiddenStates):
+        return logits.scaled(1.0 / temperature)
+    return logits / temperature
+
+
+def _fused_logprobs(head: HiddenStates, labels, real_vocab_size, with_entropy):
+    return linear_logprobs(head.hidden, head.weight, labels, real_vocab_size=real_vocab_size,
+                           vocab_start=head.vocab_start, tp_group=head.tp_group,
+                           with_entropy=with_entropy)
+
+
 @register("cross_entropy", metrics=("loss",))
-def cross_entropy(mb, logits: torch.Tensor, *, real_vocab_size: int, kernel: str = "auto"):
+def cross_entropy(mb, logits, *, real_vocab_size: int, kernel: str = "auto"):
     """Next-token loss weighted per target token (the weights carry the reduction)."""
-    loss = weighted_cross_entropy(logits.squeeze(0), mb.labels, mb.loss_weights, real_vocab_size,
+    loss = weighted_cross_entropy(logits, mb.labels, mb.loss_weights, real_vocab_size,
                                   kernel)
     count = torch.tensor(mb.num_tokens, dtype=torch.int, device=loss.device)
     return loss, count, {"loss": loss.detach()}

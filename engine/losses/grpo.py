@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from engine.config import ADVANTAGE_NORMALIZATIONS as NORMALIZATIONS, KL_ESTIMATORS
-from engine.losses.cross_entropy import label_logprobs, token_entropy
+from engine.losses.cross_entropy import label_logprobs_and_entropy, tempered
 from engine.losses.registry import register
 
 GRPO_METRICS = ("loss", "policy_loss", "kl", "clip_fraction", "ratio", "entropy")
@@ -74,11 +74,8 @@ def grpo(mb, logits, *, real_vocab_size: int, kernel: str = "auto", clip_low: fl
          temperature: float = 1.0):
     """The GRPO loss over the answer tokens of a packed micro-batch (weights: the reduction),
     on the distribution the answers were sampled from (logits / temperature)."""
-    logits = logits.squeeze(0)
-    if temperature != 1.0:
-        logits = logits / temperature
-    entropy = token_entropy(logits, real_vocab_size)
-    logp = label_logprobs(logits, mb.labels, real_vocab_size, kernel)
+    logp, entropy = label_logprobs_and_entropy(tempered(logits, temperature), mb.labels,
+                                               real_vocab_size, kernel)
     data, weights = mb.token_data, mb.loss_weights.double()
     policy, clipped = clipped_surrogate(logp.double(), data["old_logprobs"].double(),
                                         data["advantages"].double(), clip_low, clip_high)

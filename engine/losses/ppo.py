@@ -105,9 +105,9 @@ def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: 
 @register("value", metrics=VALUE_METRICS)
 def value(mb, logits, *, real_vocab_size: int, kernel: str = "auto", value_clip: float = 0.2,
           value_coef: float = 0.1):
-    """The value model's loss on a packed micro-batch; `logits` [1, t, rows/TP] of its output
+    """The value model's loss on a packed micro-batch; `logits` [t, rows/TP] of its output
     layer (`real_vocab_size` and `kernel` are the language losses' options, unused here)."""
-    values = vocab_logits(logits.squeeze(0), 1)[:, 0].double()
+    values = vocab_logits(logits, 1)[:, 0].double()
     data, weights = mb.token_data, mb.loss_weights.double()
     per_token, clipped = clipped_value_loss(values, data["old_values"].double(),
                                             data["returns"].double(), value_clip)

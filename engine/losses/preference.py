@@ -99,12 +99,12 @@ PREFERENCE_METRICS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/mar
                       "rewards/accuracy", "logps/chosen", "logps/rejected")
 
 
-def packed_pair_logprobs(mb, logits: torch.Tensor, real_vocab_size: int,
+def packed_pair_logprobs(mb, logits, real_vocab_size: int,
                          reference: bool, kernel: str = "auto") -> PairLogprobs:
     """Pairs of a packed micro-batch: each item is (chosen, rejected), adjacent in the pack; the
     response tokens are those with a loss weight; the reference sums and counts come with the
     micro-batch (`sequence_data["reference_logps"]`) when the loss uses them."""
-    token_logps = label_logprobs(logits.squeeze(0), mb.labels, real_vocab_size, kernel)
+    token_logps = label_logprobs(logits, mb.labels, real_vocab_size, kernel)
     sums, counts = sequence_sums(token_logps, (mb.loss_weights > 0).float(), mb.cu_seqlens,
                                  mb.num_sequences)
     ref = mb.sequence_data["reference_logps"].double() if reference else None

@@ -14,8 +14,11 @@ before attention and MLP (4h, ÷ TP only with sequence parallelism), the attenti
 output (2·q + 2·kv, ÷ TP), the fc1 output and the SwiGLU output (3·ffn, ÷ TP). With pipeline
 parallelism the first stage holds PP micro-batches in flight over its L/PP layers: L layers in
 all. The last stage adds the logits (V/TP in the compute precision; megatron's cross-entropy
-adds an fp32 copy and its fp32 softmax). On top: one layer's worth of transient gradients and a
-fixed reserve for CUDA context, cuBLAS and allocator workspaces.
+adds an fp32 copy and its fp32 softmax). A fused head (`train.cross_entropy=fused`) holds no
+logits: per token, the hidden-state gradient its loss computes in the forward and fp32 row
+statistics; once, one chunk's logits and the fp32 weight gradient with its cast. On top: one
+layer's worth of transient gradients and a fixed reserve for CUDA context, cuBLAS and allocator
+workspaces.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.config import Config
+from kernels.linear_cross_entropy import CHUNK_TOKENS
 
 GIB = 2**30
 RESERVE_BYTES = 3 * GIB  # CUDA context, cuBLAS/cuDNN workspaces, allocator fragmentation
@@ -36,6 +40,7 @@ class MemoryEstimate:
     activation_bytes_per_token: float  # all layers a rank holds in flight
     logits_bytes_per_token: float
     transient_bytes_per_token: float  # one layer's gradients during the backward
+    head_bytes: float = 0.0  # a fused head's per-step buffers, whatever the token budget
 
     @property
     def bytes_per_token(self) -> float:
@@ -44,12 +49,13 @@ class MemoryEstimate:
 
     def step_bytes(self, tokens_per_micro_batch: int) -> float:
         """Peak bytes of a step whose micro-batches hold this many tokens."""
-        return self.model_state_bytes + RESERVE_BYTES + self.bytes_per_token * tokens_per_micro_batch
+        return (self.model_state_bytes + RESERVE_BYTES + self.head_bytes
+                + self.bytes_per_token * tokens_per_micro_batch)
 
     def max_tokens_per_micro_batch(self, gpu_bytes: float, multiple: int = 1024) -> int:
         """The largest token budget (a multiple of `multiple`) whose step fits on a GPU of
         `gpu_bytes`; 0 when the model states alone do not fit."""
-        free = gpu_bytes * USABLE_FRACTION - self.model_state_bytes - RESERVE_BYTES
+        free = gpu_bytes * USABLE_FRACTION - self.step_bytes(0)
         if free <= 0:
             return 0
         return int(free / self.bytes_per_token) // multiple * multiple
@@ -69,7 +75,7 @@ def parameter_counts(cfg: Config) -> tuple[int, int, int]:
 def estimate_memory(cfg: Config, tp: int, pp: int, dp: int,
                     cross_entropy: str = "te") -> MemoryEstimate:
     """Per-rank estimate at this layout; `cross_entropy` is the kernel that will run (`te`
-    works in place on the logits, `megatron` adds fp32 copies)."""
+    works in place on the logits, `megatron` adds fp32 copies, `fused` holds none)."""
     m, p = cfg.model, cfg.parallel
     layer, embedding, output = parameter_counts(cfg)
     vocab = m.padded_vocab_size(tp)
@@ -86,9 +92,13 @@ def estimate_memory(cfg: Config, tp: int, pp: int, dp: int,
     element = 2 if bf16 else 4
     norms = 4 * h / (tp if p.sp else 1)
     per_layer = (norms + (2 * q + 2 * kv + 3 * m.ffn_hidden_size) / tp) * element
-    logits = vocab / tp * element
+    logits, head = vocab / tp * element, 0.0
     if cross_entropy == "megatron":
         logits += 2 * vocab / tp * 4  # its fp32 copy and saved fp32 softmax
+    if cross_entropy == "fused":
+        logits = h * element + 3 * 4
+        head = vocab / tp * (CHUNK_TOKENS * element + h * (4 + element))
     return MemoryEstimate(params_per_rank=params, model_state_bytes=state,
                           activation_bytes_per_token=m.num_layers * per_layer,
-                          logits_bytes_per_token=logits, transient_bytes_per_token=per_layer)
+                          logits_bytes_per_token=logits, transient_bytes_per_token=per_layer,
+                          head_bytes=head)

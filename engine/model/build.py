@@ -6,7 +6,9 @@ The embedding and output layer hold a vocabulary padded to a multiple of
 `make_vocab_size_divisible_by` (and of TP) (`ModelConfig.padded_vocab_size`); the loss and
 `vocab_logits` drop the padded columns, so the padding never shows. A value model
 (`model.head=value`) is the same decoder whose output layer has one meaningful row, padded the
-same way: its "logits" column 0 is the value of each token (`vocab_logits(out, 1)`).
+same way: its "logits" column 0 is the value of each token (`vocab_logits(out, 1)`). With
+`train.cross_entropy=fused` a language model's last stage returns hidden states instead of logits
+(`engine.model.head`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from megatron.core.tensor_parallel import (ColumnParallelLinear,
                                          gather_from_tensor_model_parallel_region)
 
 from engine.config import Config, RopeScalingConfig
+from engine.model.head import HiddenStatesHead
 from engine.model.spec import layer_spec, transformer_config
 
 
@@ -40,8 +43,9 @@ def llama3_inv_freq(head_dim: int, theta: float, scaling: RopeScalingConfig | No
 
 def build_model(cfg: Config, *, first_stage: bool, last_stage: bool,
                 device: torch.device) -> GPTModel:
-    """One pipeline stage of the model (the first embeds, the last computes logits) on
-    `device`, weights unset (`engine.model.init`, `engine.hf.importer`, `engine.checkpoint`)."""
+    """One pipeline stage of the model (the first embeds, the last computes logits, or hands
+    over its hidden states with a fused head) on `device`, weights unset (`engine.model.init`,
+    `engine.hf.importer`, `engine.checkpoint`)."""
     config = transformer_config(cfg)
     m = cfg.model
     model = GPTModel(
@@ -63,6 +67,8 @@ def build_model(cfg: Config, *, first_stage: bool, last_stage: bool,
             config.hidden_size, m.padded_output_size(cfg.parallel.tp), config=config,
             init_method=config.init_method, bias=False, gather_output=False,
             tp_group=model.pg_collection.tp)
+    if m.head == "lm" and last_stage and cfg.train.cross_entropy == "fused":
+        model.output_layer = HiddenStatesHead.replacing(model.output_layer)
     return model.to(device)
 
 

@@ -11,7 +11,7 @@ import torch
 
 from engine.data.packing import collate
 from engine.model.build import vocab_logits
-from engine.train.schedule import forward_packed
+from engine.train.schedule import forward_logits
 
 
 @torch.no_grad()
@@ -26,7 +26,7 @@ def greedy_generate(model, prompts: list[list[int]], *, max_new_tokens: int, sto
             break
         seqs = [np.asarray(prompts[i] + outputs[i], dtype=np.int64) for i in active]
         mb = collate(seqs, [np.zeros(len(s) - 1) for s in seqs], pad_id, pad_multiple).to(device)
-        logits = vocab_logits(forward_packed(model, mb), real_vocab_size)[0]
+        logits = vocab_logits(forward_logits(model, mb), real_vocab_size)
         last = mb.cu_seqlens[1:len(seqs) + 1].long() - 1
         next_ids = logits[last].argmax(-1).tolist()
         still = []

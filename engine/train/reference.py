@@ -26,7 +26,7 @@ from engine.config import Config
 from engine.data.loader import pad_multiple
 from engine.data.packing import best_fit_decreasing, collate
 from engine.launch.layout import Layout
-from engine.losses.cross_entropy import label_logprobs
+from engine.losses.cross_entropy import label_logprobs, tempered
 from engine.losses.preference import sequence_sums
 from engine.model.build import vocab_logits
 from engine.metrics.log import log
@@ -88,9 +88,8 @@ def token_logprobs(model, sequences: list[np.ndarray], layout: Layout, cfg: Conf
     vocab = cfg.model.vocab_size
 
     def per_token(mb, logits):
-        if temperature != 1.0:
-            logits = logits / temperature
-        return label_logprobs(logits, mb.labels, vocab, cfg.train.cross_entropy)
+        return label_logprobs(tempered(logits, temperature), mb.labels, vocab,
+                              cfg.train.cross_entropy)
 
     return _per_position(model, sequences, layout, cfg, pad_id, per_token, "log-probs")
 

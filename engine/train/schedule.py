@@ -22,6 +22,7 @@ from megatron.core.pipeline_parallel import get_forward_backward_func
 
 from engine.data.packing import MicroBatch
 from engine.losses.cross_entropy import label_logprobs as logprobs_of_labels
+from engine.model.head import head_output, sharded_logits
 
 
 def packed_seq_params(mb: MicroBatch) -> PackedSeqParams:
@@ -31,22 +32,30 @@ def packed_seq_params(mb: MicroBatch) -> PackedSeqParams:
 
 
 def forward_packed(model, mb: MicroBatch) -> torch.Tensor:
-    """Run a stage on one packed micro-batch: logits [1, t, vocab/TP] on the last stage."""
+    """Run a stage on one packed micro-batch: on the last stage, logits [1, t, vocab/TP] or, with
+    a fused head, hidden states [1, t, h] (`engine.model.head`)."""
     return model(input_ids=mb.tokens.unsqueeze(0), position_ids=mb.position_ids.unsqueeze(0),
                  attention_mask=None, packed_seq_params=packed_seq_params(mb))
+
+
+def forward_logits(model, mb: MicroBatch) -> torch.Tensor:
+    """Logits [t, vocab/TP] of one packed micro-batch on the last stage, whatever the head."""
+    return sharded_logits(head_output(model, forward_packed(model, mb)))
 
 
 def run_schedule(model, micro_batches: list[MicroBatch], on_logits: Callable,
                  device: torch.device, forward_only: bool,
                  collect_non_loss_data: bool = False) -> list:
-    """megatron's schedule over the micro-batches; `on_logits(mb, logits)` runs on the last
-    stage and returns (loss, token count, metrics) — or any value with collect_non_loss_data.
+    """megatron's schedule over the micro-batches; `on_logits(mb, out)` runs on the last stage,
+    `out` the logits [t, vocab/TP] or a fused head's `HiddenStates` (`engine.model.head`), and
+    returns (loss, token count, metrics) — or any value with collect_non_loss_data.
     Returns what it returned, per micro-batch, on the last stage (empty elsewhere)."""
     batches = [mb.to(device) for mb in micro_batches]
 
     def forward_step(data_iterator, model):
         mb = next(data_iterator)
-        return forward_packed(model, mb), lambda logits, **_: on_logits(mb, logits)
+        return forward_packed(model, mb), lambda output, **_: on_logits(mb, head_output(model,
+                                                                                    output))
 
     return get_forward_backward_func()(
         forward_step_func=forward_step,
@@ -63,10 +72,10 @@ def run_schedule(model, micro_batches: list[MicroBatch], on_logits: Callable,
 @torch.no_grad()
 def forward_collect(model, micro_batches: list[MicroBatch], fn: Callable,
                     device: torch.device, last_stage: bool) -> list | None:
-    """Forward only: `fn(mb, logits[t, vocab/TP])` per micro-batch on the last pipeline stage,
-    None on the other stages."""
-    out = run_schedule(model, micro_batches, lambda mb, logits: fn(mb, logits.squeeze(0)),
-                       device, forward_only=True, collect_non_loss_data=True)
+    """Forward only: `fn(mb, out)` per micro-batch on the last pipeline stage (`out` as in
+    `run_schedule`), None on the other stages."""
+    out = run_schedule(model, micro_batches, fn, device, forward_only=True,
+                       collect_non_loss_data=True)
     return out if last_stage else None
 
 

@@ -1,6 +1,7 @@
 """Parallel layouts against a single process: same seed and weights, fp32, 5 steps, through the
 same `engine.train` CLI a user runs (torchrun on gloo). Pretraining on documents, and SFT on
-chats with each loss reduction, DPO on preference pairs."""
+chats with each loss reduction, DPO on preference pairs; pretraining and DPO also with the output
+layer fused with the loss (`train.cross_entropy=fused`) against one process's megatron kernel."""
 
 import pytest
 
@@ -23,7 +24,11 @@ def single(tmp_path_factory):
     (2, ["parallel.distributed_optimizer=true"]),  # DP=2
     (4, ["parallel.tp=2", "parallel.pp=2", "parallel.sp=true",
          "parallel.distributed_optimizer=true"]),
-], ids=["tp2", "pp2", "dp2-distopt", "tp2-pp2-sp-distopt"])
+    # the output layer fused with the loss (never the whole logits), against megatron's kernel
+    (2, ["parallel.tp=2", "train.cross_entropy=fused"]),
+    (4, ["parallel.tp=2", "parallel.pp=2", "parallel.sp=true",
+         "parallel.distributed_optimizer=true", "train.cross_entropy=fused"]),
+], ids=["tp2", "pp2", "dp2-distopt", "tp2-pp2-sp-distopt", "tp2-fused", "tp2-pp2-sp-fused"])
 def test_layout_matches_single_process(single, tmp_path, nproc, layout):
     assert_same_run(single, train(tmp_path, STEPS + layout, nproc=nproc), TOLERANCE)
 
@@ -64,13 +69,21 @@ DPO_STEPS = ["model.init_from_checkpoint=null", f"data.sources=[{{path: {PAIRS},
              "eval.sources=[]"]
 
 
-def test_dpo_layout_matches_single_process(tmp_path):
+@pytest.fixture(scope="module")
+def dpo_single(tmp_path_factory):
+    return train(tmp_path_factory.mktemp("dpo-single"), DPO_STEPS, recipe=TINY_DPO)
+
+
+@pytest.mark.parametrize("kernel", ["megatron", "fused"])
+def test_dpo_layout_matches_single_process(dpo_single, tmp_path, kernel):
     """Pairs packed at TP=2 × PP=2 + SP + distributed optimizer, reference log-probs computed
-    at each layout: the same losses and rewards as one process."""
-    single = train(tmp_path / "single", DPO_STEPS, recipe=TINY_DPO)
-    parallel = train(tmp_path / "parallel", DPO_STEPS + [
+    at each layout, log-probs from the logits or from the fused head: the same losses and
+    rewards as one process."""
+    single = dpo_single
+    parallel = train(tmp_path, DPO_STEPS + [
         "parallel.tp=2", "parallel.pp=2", "parallel.sp=true",
-        "parallel.distributed_optimizer=true"], nproc=4, recipe=TINY_DPO)
+        "parallel.distributed_optimizer=true", f"train.cross_entropy={kernel}"], nproc=4,
+        recipe=TINY_DPO)
     assert [r["step"] for r in parallel] == [1, 2, 3, 4, 5]
     for a, b in zip(single, parallel):
         for key in ("loss", "rewards/margin", "rewards/accuracy", "logps/chosen"):

@@ -1,8 +1,8 @@
 """The RLVR stage end to end on the tiny recipe, from the tiny SFT model: vLLM generates, the
 verifiers score, GRPO trains, the weights go back into vLLM; every step logs its rollout
 metrics and phase times, and held-out rows are scored per dataset. A run interrupted by SIGTERM
-resumes to the uninterrupted run's numbers; a run at TP2 × PP2 with SP and two rollout engines
-of TP 2 matches one process; an engine that dies mid-run is rebuilt and no step is lost or
+resumes to the uninterrupted run's numbers; a run at TP2 × PP2 with SP, the fused output layer
+and loss, and two rollout engines of TP 2 matches one process; an engine that dies mid-run is rebuilt and no step is lost or
 repeated."""
 
 import json
@@ -70,8 +70,11 @@ def test_sigterm_then_resume_reproduces_the_run(straight, tiny_sft_run, tmp_path
 
 def test_tp2_pp2_sp_with_two_rollout_engines_matches_one_process(straight, tiny_sft_run,
                                                                 tmp_path):
+    """Also with the output layer fused with the loss (the reference run computes logits): its
+    log-probs, entropy and GRPO loss, and those of the reference model, are the logits'."""
     metrics = train(tmp_path / "run", _overrides(tiny_sft_run, "parallel.tp=2", "parallel.pp=2",
-                                                 "parallel.sp=true", "rollout.tp=2", NO_EVAL),
+                                                 "parallel.sp=true", "rollout.tp=2",
+                                                 "train.cross_entropy=fused", NO_EVAL),
                     nproc=4, recipe=RLVR)
     assert_same_metrics(straight[1], metrics, COMPARED, 1e-4)
 

@@ -1,6 +1,7 @@
 """On a GPU with TransformerEngine: the TE layer spec matches `transformers` (fp32 and bf16),
-packed THD attention through TE equals each sequence run alone, and the tiny SFT recipe trained
-in bf16 reaches the exact match of the CPU run (84–88% there). Skipped without CUDA (the gpu
+packed THD attention through TE equals each sequence run alone, the tiny SFT recipe trained
+in bf16 reaches the exact match of the CPU run (84–88% there), and megatron's cross-entropy and
+the fused output layer + loss train as TE's cross-entropy. Skipped without CUDA (the gpu
 marker, tests/conftest.py); run on a GPU machine with `python -m pytest -m gpu`."""
 
 import importlib.util
@@ -50,11 +51,13 @@ def test_tiny_sft_in_bf16_reaches_the_cpu_exact_match(tmp_path):
     assert evals[-1]["eval_exact_match"] >= 0.80, evals[-1]
 
 
-def test_te_cross_entropy_trains_as_megatrons(tmp_path):
-    """The fused TE kernel and megatron's vocab-parallel cross-entropy read the same bf16 logits
-    and compute in fp32: the same losses step after step."""
+@pytest.mark.parametrize("kernel", ["megatron", "fused"])
+def test_loss_kernels_train_as_tes(tmp_path, kernel):
+    """TE's cross-entropy, megatron's vocab-parallel one and the output layer fused with the
+    loss (Triton chunk kernels) compute in fp32 on bf16 logits: the same losses step after
+    step."""
     steps = ["precision=bf16", "train.max_steps=6", "optim.warmup_steps=1"]
     te = train(tmp_path / "te", [*steps, "train.cross_entropy=te"])
-    megatron = train(tmp_path / "megatron", [*steps, "train.cross_entropy=megatron"])
-    for a, b in zip(te, megatron):
+    other = train(tmp_path / kernel, [*steps, f"train.cross_entropy={kernel}"])
+    for a, b in zip(te, other):
         assert abs(a["loss"] - b["loss"]) <= 2e-3 * abs(b["loss"]), (a, b)

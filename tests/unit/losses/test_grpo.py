@@ -66,7 +66,7 @@ def test_registered_loss_equals_its_formula(single_process, temperature):
     logits = torch.randn(1, len(mb.tokens), vocab, dtype=torch.float64)
     loss_fn = get_loss("grpo", real_vocab_size=vocab, kl_coef=0.1, kl_estimator="k3",
                        temperature=temperature)
-    loss, _, metrics = loss_fn(mb, logits.clone())
+    loss, _, metrics = loss_fn(mb, logits[0].clone())
 
     log_probs = torch.log_softmax(logits[0] / temperature, -1)
     logp = log_probs.gather(1, mb.labels.clamp(min=0)[:, None])[:, 0]

@@ -79,7 +79,7 @@ def test_registered_cross_entropy_is_the_weighted_formula(single_process):
     mb = collate(seqs, [np.array([0.5, 1.0]), np.array([2.0])], pad_id=0, pad_multiple=1)
     torch.manual_seed(2)
     logits = torch.randn(1, 5, 8)
-    value, count, metrics = loss(mb, logits.clone())
+    value, count, metrics = loss(mb, logits[0].clone())
     expected = weighted_cross_entropy(logits[0].clone(), mb.labels, mb.loss_weights, 6)
     assert value.item() == pytest.approx(expected.item()) and count.item() == 5
     assert metrics["loss"].item() == value.item()

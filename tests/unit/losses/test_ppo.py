@@ -98,7 +98,7 @@ def test_registered_value_loss_reads_column_0_and_equals_its_formula(single_proc
     output = torch.randn(1, len(mb.tokens), 128, dtype=torch.float64)  # one row, padded
     values = torch.tensor([9.0, 1.5, 1.1, 9.0, -1.1, 0.5, 9.0], dtype=torch.float64)
     output[0, :7, 0] = values  # positions whose targets are answer tokens: 1, 2, 4, 5
-    loss, _, metrics = get_loss("value", real_vocab_size=1, value_coef=0.1)(mb, output)
+    loss, _, metrics = get_loss("value", real_vocab_size=1, value_coef=0.1)(mb, output[0])
     # per answer token: ½·max((V − R)², (clip(V, V_old ± 0.2) − R)²)
     expected = 0.25 * (0.5 * 0.8 ** 2 + 0.5 * 0.0 + 0.5 * 0.4 ** 2 + 0.5 * 0.5 ** 2)
     assert loss.item() == pytest.approx(0.1 * expected)

@@ -77,7 +77,7 @@ def test_registered_loss_on_packed_pairs(kind, single_process):
                  sequence_data={"reference_logps": reference, "item_weights": [0.25] * 4})
     logits = torch.randn(1, len(mb.tokens), 8, dtype=torch.float32, requires_grad=True)
     loss = get_loss(kind, real_vocab_size=6, beta=0.5, gamma=0.1)  # 4 pairs in the batch
-    value, count, metrics = loss(mb, logits * 1.0)
+    value, count, metrics = loss(mb, logits[0] * 1.0)
     logps = torch.log_softmax(logits.detach()[0, :, :6].double(), -1)
     bounds = mb.cu_seqlens.tolist()
     sums, counts = [], []

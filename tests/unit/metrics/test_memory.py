@@ -46,10 +46,22 @@ def test_states_and_activations_follow_the_layout():
     assert megatron.logits_bytes_per_token == one.logits_bytes_per_token * 5  # + fp32 x 2
 
 
-def test_largest_budget_fits_and_the_next_does_not():
-    e = estimate_memory(load_recipe(BENCH), tp=1, pp=1, dp=1)
+def test_a_fused_head_holds_no_logits_but_a_chunk_and_the_weight_gradient():
+    cfg = load_recipe(BENCH)  # 1B shape, bf16, vocabulary 128,256 (padded 128,256), hidden 2,048
+    te = estimate_memory(cfg, tp=1, pp=1, dp=1)
+    fused = estimate_memory(cfg, tp=1, pp=1, dp=1, cross_entropy="fused")
+    assert te.logits_bytes_per_token == 128256 * 2 and te.head_bytes == 0
+    assert fused.logits_bytes_per_token == 2048 * 2 + 12  # d(hidden) in bf16, fp32 row stats
+    # one 2,048-token chunk of bf16 logits, the fp32 weight gradient and its bf16 cast: 1.47 GiB
+    assert fused.head_bytes == 128256 * (2048 * 2 + 2048 * 6)
+    assert te.step_bytes(16384) - fused.step_bytes(16384) == pytest.approx(1.89 * GIB, rel=1e-2)
+
+
+@pytest.mark.parametrize("kernel", ["te", "fused"])
+def test_largest_budget_fits_and_the_next_does_not(kernel):
+    e = estimate_memory(load_recipe(BENCH), tp=1, pp=1, dp=1, cross_entropy=kernel)
     gpu = 80 * GIB
     budget = e.max_tokens_per_micro_batch(gpu)
     assert budget % 1024 == 0 and budget > 16384
     assert e.step_bytes(budget) <= gpu * 0.92 < e.step_bytes(budget + 1024)
-    assert e.max_tokens_per_micro_batch(e.model_state_bytes + RESERVE_BYTES) == 0
+    assert e.max_tokens_per_micro_batch(e.step_bytes(0)) == 0

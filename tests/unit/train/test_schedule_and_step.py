@@ -63,7 +63,7 @@ def test_step_reduces_every_declared_metric(single_process):
     optimizer, scheduler = build_optimizer(model, cfg, max_steps=1, warmup_steps=0)
 
     def two_metrics(mb, logits):
-        loss = weighted_cross_entropy(logits.squeeze(0), mb.labels, mb.loss_weights, 50)
+        loss = weighted_cross_entropy(logits, mb.labels, mb.loss_weights, 50)
         sequences = torch.tensor(float(mb.num_sequences))
         return loss, torch.tensor(mb.num_tokens), {"loss": loss.detach(), "sequences": sequences}
 
