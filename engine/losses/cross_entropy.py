@@ -12,7 +12,9 @@ is their one process group), with the padded vocabulary columns masked out:
   and consumed a chunk of tokens at a time, never all at once.
 `auto` picks `te` for CUDA logits when TransformerEngine is installed, `megatron` otherwise
 (`train.cross_entropy`). Every function here takes either logits or `HiddenStates`; the model
-decides which it hands over (`engine.model.build`).
+decides which it hands over (`engine.model.build`). None of them reads a device value on the
+host: labels are token ids of a tokenizer no larger than the model's vocabulary (checked when
+the data is prepared, `engine.data.prepare`), so the fused kernel's per-call range check is off.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def weighted_cross_entropy(logits, labels: torch.Tensor, weights: torch.Tensor,
         return linear_cross_entropy_loss(logits.hidden, logits.weight, labels, weights,
                                          real_vocab_size=real_vocab_size,
                                          vocab_start=logits.vocab_start,
-                                         tp_group=logits.tp_group)
+                                         tp_group=logits.tp_group, check_labels=False)
     return (token_cross_entropy(logits, labels, real_vocab_size, kernel) * weights).sum()
 
 
@@ -103,7 +105,7 @@ def tempered(logits, temperature: float):
 def _fused_logprobs(head: HiddenStates, labels, real_vocab_size, with_entropy):
     return linear_logprobs(head.hidden, head.weight, labels, real_vocab_size=real_vocab_size,
                            vocab_start=head.vocab_start, tp_group=head.tp_group,
-                           with_entropy=with_entropy)
+                           with_entropy=with_entropy, check_labels=False)
 
 
 @register("cross_entropy", metrics=("loss",))
