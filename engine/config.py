@@ -30,6 +30,7 @@ from engine.errors import ConfigError
 PRECISIONS = ("fp32", "bf16")
 REDUCTIONS = ("sum", "token_mean", "sequence_mean")
 CROSS_ENTROPY_KERNELS = ("auto", "megatron", "te", "fused")
+TRANSFORMER_IMPLS = ("auto", "transformer_engine", "local")
 CHAT_TEMPLATES = ("tulu", "llama3", "tokenizer")
 ARCHS = ("llama", "qwen2")
 HEADS = ("lm", "value")  # next-token logits over the vocabulary, or one scalar per token
@@ -166,6 +167,9 @@ class TrainConfig:
     cross_entropy: str = "auto"
     # TE layers accumulate weight gradients straight into the fp32 main_grad (GPU, TE)
     fuse_wgrad_accumulation: bool = False
+    # the layer spec (engine.model.spec): auto (TransformerEngine's where it runs, else local) |
+    # transformer_engine | local (megatron's local layers, the engine's norm and attention)
+    transformer_impl: str = "auto"
 
 
 @dataclass
@@ -303,6 +307,13 @@ class Config:
             if not platform.has_transformer_engine():
                 raise ConfigError("train.cross_entropy=te needs TransformerEngine on a CUDA "
                                   "host; use auto or megatron")
+        _choice("train.transformer_impl", self.train.transformer_impl, TRANSFORMER_IMPLS)
+        if self.train.transformer_impl == "transformer_engine":
+            from engine.compat import platform
+
+            if not platform.has_transformer_engine():
+                raise ConfigError("train.transformer_impl=transformer_engine needs "
+                                  "TransformerEngine on a CUDA host; use auto or local")
         if (self.train.max_steps is None) == (self.train.epochs is None):
             raise ConfigError("set exactly one of train.max_steps and train.epochs")
         if self.train.epochs is not None and self.train.epochs <= 0:

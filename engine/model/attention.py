@@ -5,14 +5,19 @@ Used wherever TransformerEngine is not (CPU hosts, GPUs without TE). megatron's 
 engine brings its own:
 
 - packed THD input (`packed_seq_params.qkv_format == "thd"`, q [t, heads, d], k/v [t, groups, d]):
-  flash-attn's varlen kernel when it is installed (CUDA), otherwise torch SDPA run on each
-  sequence of `cu_seqlens` alone, so no token attends across a sequence boundary;
+  on CUDA, flash-attn's varlen kernel when it is installed, else torch's own
+  (`torch.nn.attention.varlen.varlen_attn`, FlashAttention-2 inside torch: bf16/fp16, no
+  dropout); otherwise torch SDPA run on each sequence of `cu_seqlens` alone (which reads the
+  boundaries on the host), so no token attends across a sequence boundary;
 - padded SBHD input (q [s, b, heads, d]): one causal SDPA call.
 
 Query head i attends with key/value group i // (heads / groups), megatron's grouped layout.
 """
 
 from __future__ import annotations
+
+import functools
+import inspect
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +64,12 @@ def packed_attention(q, k, v, cu_seqlens, max_seqlen, scale, dropout_p=0.0):
         cu = cu_seqlens.to(device=q.device, dtype=torch.int32)
         return flash_attn_varlen_func(q, k, v, cu, cu, int(max_seqlen), int(max_seqlen),
                                       dropout_p=dropout_p, softmax_scale=scale, causal=True)
+    if (q.is_cuda and dropout_p == 0.0 and q.dtype in (torch.bfloat16, torch.float16)
+            and _torch_varlen() is not None):
+        varlen_attn, gqa = _torch_varlen()
+        cu = cu_seqlens.to(device=q.device, dtype=torch.int32)
+        return varlen_attn(q, k, v, cu, cu, int(max_seqlen), int(max_seqlen), scale=scale,
+                           window_size=(-1, 0), **gqa)  # (-1, 0): causal
     bounds = cu_seqlens.tolist()
     pieces = []
     for start, end in zip(bounds[:-1], bounds[1:]):
@@ -68,3 +79,15 @@ def packed_attention(q, k, v, cu_seqlens, max_seqlen, scale, dropout_p=0.0):
                                            scale=scale, enable_gqa=True)
         pieces.append(o.squeeze(0).transpose(0, 1))
     return torch.cat(pieces)
+
+
+@functools.cache
+def _torch_varlen():
+    """(torch's varlen_attn, the keyword arguments that enable GQA) where this torch has it,
+    else None. torch 2.11 shares key/value groups by itself; 2.13 asks for `enable_gqa=True`."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    takes_gqa = "enable_gqa" in inspect.signature(varlen_attn).parameters
+    return varlen_attn, {"enable_gqa": True} if takes_gqa else {}

@@ -22,7 +22,7 @@ from megatron.core.tensor_parallel import (ColumnParallelLinear,
 
 from engine.config import Config, RopeScalingConfig
 from engine.model.head import HiddenStatesHead
-from engine.model.spec import layer_spec, transformer_config
+from engine.model.spec import layer_spec, transformer_config, uses_transformer_engine
 
 
 def llama3_inv_freq(head_dim: int, theta: float, scaling: RopeScalingConfig | None):
@@ -50,7 +50,7 @@ def build_model(cfg: Config, *, first_stage: bool, last_stage: bool,
     m = cfg.model
     model = GPTModel(
         config=config,
-        transformer_layer_spec=layer_spec(config),
+        transformer_layer_spec=layer_spec(config, uses_transformer_engine(cfg)),
         vocab_size=m.padded_vocab_size(cfg.parallel.tp),
         max_sequence_length=m.max_position_embeddings,
         pre_process=first_stage,

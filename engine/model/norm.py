@@ -3,12 +3,15 @@
 megatron's torch fallback norm refuses sequence parallelism when apex is absent. This one marks
 its weight `sequence_parallel`, so megatron's `finalize_model_grads` all-reduces the weight's
 gradient over the tensor-parallel group (each rank saw a different slice of the sequence).
-The arithmetic follows Hugging Face's Llama: normalize in fp32, cast back, then scale.
+The arithmetic follows Hugging Face's Llama: normalize in fp32, cast back, then scale; on CUDA
+it runs as two Triton kernels (kernels/rms_norm.py), plain torch elsewhere.
 """
 
 from __future__ import annotations
 
 import torch
+
+from kernels.rms_norm import rms_norm
 
 
 class RMSNorm(torch.nn.Module):
@@ -19,6 +22,4 @@ class RMSNorm(torch.nn.Module):
         setattr(self.weight, "sequence_parallel", config.sequence_parallel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * normed.to(x.dtype)
+        return rms_norm(x, self.weight, self.eps)

@@ -1,8 +1,9 @@
 """The layer spec and megatron TransformerConfig of a Llama-family decoder.
 
-`layer_spec()` is the one switch between backends: TransformerEngine's fused layers when TE and
-CUDA are present, otherwise megatron's local linear layers with the engine's RMSNorm and
-packed-sequence core attention.
+`layer_spec()` is the one switch between backends: TransformerEngine's fused layers, or
+megatron's local linear layers with the engine's RMSNorm and packed-sequence core attention.
+`train.transformer_impl` chooses (`uses_transformer_engine`): `auto` takes TE where TE and CUDA
+are present, `local` forces the local layers (a GPU without TE, or measuring them beside TE).
 """
 
 from __future__ import annotations
@@ -36,11 +37,17 @@ def _set_by_engine_weights(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def uses_transformer_engine(cfg: Config) -> bool:
+    """Whether the model is built from TransformerEngine's layers (`train.transformer_impl`)."""
+    impl = cfg.train.transformer_impl
+    return impl == "transformer_engine" or (impl == "auto" and platform.has_transformer_engine())
+
+
 def transformer_config(cfg: Config) -> TransformerConfig:
     m, p = cfg.model, cfg.parallel
     bf16 = cfg.precision == "bf16"
     dtype = torch.bfloat16 if bf16 else torch.float32
-    te = platform.has_transformer_engine()
+    te = uses_transformer_engine(cfg)
     return TransformerConfig(
         num_layers=m.num_layers,
         hidden_size=m.hidden_size,
@@ -113,9 +120,9 @@ def local_layer_spec() -> ModuleSpec:
     )
 
 
-def layer_spec(config: TransformerConfig):
-    """The single backend switch: TE's spec with TE and CUDA, the local spec otherwise."""
-    if platform.has_transformer_engine():
+def layer_spec(config: TransformerConfig, transformer_engine: bool):
+    """The single backend switch: TE's spec, or the local spec."""
+    if transformer_engine:
         from megatron.core.models.gpt.gpt_layer_specs import (
             get_gpt_layer_with_transformer_engine_spec,
         )

@@ -18,6 +18,7 @@ from engine.launch.layout import Layout
 from engine.launch.seeds import seed_everything
 from engine.metrics.log import log
 from engine.model.build import build_model
+from engine.model.spec import uses_transformer_engine
 from engine.model.init import Source, fill_weights, random_source
 from engine.train.optimizer import build_optimizer, wrap_for_training
 from engine.train.run_dir import RunDir, check_resumed_data
@@ -66,7 +67,9 @@ def build_training(cfg: Config, layout: Layout, stage, run_dir: RunDir | None) -
     """For `stage` (an `engine.stages.base.Stage`: its data and loss). Logs what it built and
     writes data_stats.json into the run dir on the logging rank; a resumed run's data must be
     the data of its checkpoint (checked before the model is built)."""
-    log.info("platform: %s", platform.describe())
+    log.info("platform: %s; layers: %s; cross-entropy: %s", platform.describe(),
+             "transformer_engine" if uses_transformer_engine(cfg) else "local",
+             cfg.train.cross_entropy)
     log.info("layout: world=%d tp=%d pp=%d dp=%d sp=%s distributed_optimizer=%s precision=%s "
              "stage=%s", layout.world_size, layout.tp, layout.pp, layout.dp, cfg.parallel.sp,
              cfg.parallel.distributed_optimizer, cfg.precision, stage.name)

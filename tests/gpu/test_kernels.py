@@ -1,4 +1,5 @@
-"""On CUDA, the fused language-model head runs its Triton kernels: they equal their torch
+"""On CUDA, the fused language-model head runs its Triton kernels (and RMSNorm its own, equal to
+the torch path at the 1B shape's 16,384 × 2,048, timed beside it): they equal their torch
 references, the head equals the fp64 reference (fp32 inputs), and at a realistic bf16 shape
 (8192 tokens, hidden 2048, vocabulary 128256) it stays within bf16 tolerance of the fp32
 full-logits path while its peak memory stays below the size of the bf16 logits. Prints one JSON
@@ -174,3 +175,35 @@ def test_realistic_bf16_head_is_close_lean_and_timed(realistic, fused, full):
                       "unfused_peak_gib": round(unfused_peak / 2**30, 3),
                       "bf16_logits_gib": round(logits_bytes / 2**30, 3),
                       "grad_relative_errors": errors}), flush=True)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+def test_rms_norm_kernels_equal_the_torch_path_and_are_timed(dtype, tol):
+    """The 1B shape's norms: 16,384 tokens × 2,048, forward and backward."""
+    from kernels.rms_norm import kernel_rms_norm, rms_norm, torch_rms_norm
+
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    x = (3 * torch.randn(16384, HIDDEN, device="cuda", generator=gen)).to(dtype)
+    weight = (1 + 0.1 * torch.randn(HIDDEN, device="cuda", generator=gen)).to(dtype)
+    dy = torch.randn(16384, HIDDEN, device="cuda", generator=gen).to(dtype)
+    taken = rms_norm(x.clone().requires_grad_(), weight, 1e-5).grad_fn
+    assert type(taken).__name__ == "_RMSNormBackward"  # CUDA tensors take the kernels
+
+    def run(norm):
+        leaves = x.clone().requires_grad_(), weight.clone().requires_grad_()
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        y = norm(*leaves, 1e-5)
+        y.backward(dy)
+        torch.cuda.synchronize()
+        return (y.detach(), *(leaf.grad for leaf in leaves)), time.perf_counter() - start
+
+    run(kernel_rms_norm)
+    run(torch_rms_norm)  # warm both
+    got, kernel_s = run(kernel_rms_norm)
+    want, torch_s = run(torch_rms_norm)
+    for name, a, b in zip(("y", "dx", "dw"), got, want):
+        torch.testing.assert_close(a.float(), b.float(), rtol=tol,
+                                   atol=tol * b.float().abs().max().item(), msg=name)
+    print(json.dumps({"rms_norm": str(dtype), "kernel_fwd_bwd_ms": round(kernel_s * 1e3, 3),
+                      "torch_fwd_bwd_ms": round(torch_s * 1e3, 3)}), flush=True)

@@ -9,38 +9,23 @@ import json
 
 import pytest
 
-from tests.util import ROOT, script_json, train
+from tests.gpu import PARITY_TOLERANCES, assert_matches_transformers, strict_json
+from tests.util import ROOT, train
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("transformer_engine") is None,
                                 reason="needs TransformerEngine")
 
 
-# TE runs fp32 GEMMs in TF32 on Hopper, which bounds fp32 agreement near 1e-2; the parity checks
-# compare the mapping and the kernels' math, so they run with TF32 off.
-STRICT_FP32 = {"NVIDIA_TF32_OVERRIDE": "0"}
-
-
-def _json(args):
-    return script_json(args, marker="max_abs_diff", timeout=600, env=STRICT_FP32)
-
-
-@pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-4), ("bf16", 0.2)])
+@pytest.mark.parametrize("precision, tolerance", PARITY_TOLERANCES)
 def test_te_path_matches_transformers(hf_models, precision, tolerance):
-    # bf16 weights and activations against transformers in fp32 on logits of scale 4.6: 0.11
-    # measured on an H100, and 0.11 by the engine's local path in bf16 on a CPU — the bf16
-    # rounding itself, hence the wider tolerance.
-    hf_dir = hf_models["llama-gqa2-rope-scaled-untied"]
-    result = _json(["tests.scripts.hf_parity", str(hf_dir), f"precision={precision}"])
-    assert result["transformer_engine"], "the TE layer spec was not used"
-    assert result["max_abs_diff"] <= tolerance, result
-    assert result["logit_scale"] > 1.0
+    assert_matches_transformers(hf_models, precision, tolerance, True)
 
 
 def test_packed_equals_alone_through_te_thd_attention():
-    result = _json(["tests.scripts.packed_vs_alone"])
+    result = strict_json(["tests.scripts.packed_vs_alone"])
     assert result["transformer_engine"]
     assert result["max_abs_diff"] <= 1e-4, result
-    control = _json(["tests.scripts.packed_vs_alone", "--one-sequence"])
+    control = strict_json(["tests.scripts.packed_vs_alone", "--one-sequence"])
     assert control["max_abs_diff"] > 1e-2  # dropping the boundaries is visible
 
 

@@ -23,11 +23,11 @@ import torch
 
 from engine.checkpoint.weights import load_checkpoint_weights
 from engine.cli import parse
-from engine.compat import platform
 from engine.data.packing import collate
 from engine.hf.importer import load_hf_weights
 from engine.launch.process_groups import shutdown
 from engine.model.build import vocab_logits
+from engine.model.spec import uses_transformer_engine
 from engine.train.schedule import forward_collect
 from tests.scripts.model_at_layout import model_at_layout
 
@@ -70,7 +70,7 @@ def main():
         ours = logits[0][:sum(len(s) for s in seqs)].float().cpu()
         print(json.dumps({"max_abs_diff": (ours - ref).abs().max().item(),
                           "logit_scale": ref.abs().max().item(),
-                          "transformer_engine": platform.has_transformer_engine()}), flush=True)
+                          "transformer_engine": uses_transformer_engine(cfg)}), flush=True)
     shutdown()
 
 

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from engine.cli import parse
-from engine.compat import platform
 from engine.data.packing import collate
 from engine.data.tokenizer import ByteTokenizer
 from engine.launch.process_groups import shutdown
 from engine.model.build import vocab_logits
+from engine.model.spec import uses_transformer_engine
 from engine.model.init import init_weights
 from engine.train.schedule import forward_packed
 from tests.scripts.model_at_layout import model_at_layout
@@ -62,7 +62,7 @@ def main():
     if layout.is_logger:
         print(json.dumps({"max_abs_diff": worst, "sequences": [len(s) for s in seqs],
                           "logit_scale": packed.abs().max().item(),
-                          "transformer_engine": platform.has_transformer_engine()}))
+                          "transformer_engine": uses_transformer_engine(cfg)}))
     shutdown()
 
 

@@ -68,6 +68,10 @@ def test_bad_keys_and_types_name_the_key(override, message):
     (["train.cross_entropy=liger"], 1, "train.cross_entropy='liger' is not one of auto, "),
     pytest.param(["train.cross_entropy=te"], 1, "train.cross_entropy=te needs TransformerEngine",
                  marks=pytest.mark.skipif(platform.has_transformer_engine(), reason="TE here")),
+    (["train.transformer_impl=te"], 1, "train.transformer_impl='te' is not one of auto, "),
+    pytest.param(["train.transformer_impl=transformer_engine"], 1,
+                 "train.transformer_impl=transformer_engine needs TransformerEngine",
+                 marks=pytest.mark.skipif(platform.has_transformer_engine(), reason="TE here")),
 ])
 def test_impossible_layouts_are_rejected(overrides, world, message):
     cfg = load_recipe(TINY, overrides)

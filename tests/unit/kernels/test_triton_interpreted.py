@@ -1,29 +1,19 @@
 """The two Triton kernels of the fused head, run by Triton's interpreter on the CPU, equal their
 torch references, and the fused head built on them equals the torch path. Skipped where triton
-is not installed.
-
-Triton reads TRITON_INTERPRET once, when it is first imported, so these tests run in a fresh
-pytest process with it set (`test_kernels_in_the_interpreter`); in the parent process they show
-as skipped.
+is not installed; the interpreted tests run in their own process (tests/unit/kernels/
+interpreter.py) and show as skipped in the parent's.
 """
-
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 import kernels.linear_cross_entropy as lce
 from tests.unit.kernels import make_problem
-from tests.util import ROOT
+from tests.unit.kernels.interpreter import (in_the_interpreter, run_in_interpreter,
+                                            the_parent_process)
 
 pytest.importorskip("triton")
 
-INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
-in_the_interpreter = pytest.mark.skipif(
-    not INTERPRETED, reason="runs in the TRITON_INTERPRET=1 process of "
-                            "test_kernels_in_the_interpreter")
 # A slice of 9000 columns (three 4096-wide blocks) starting at global id 5000, whose last 500
 # columns are padding; labels: first and last real column, another rank's, -100, two inside.
 VOCAB_START, REAL_VOCAB_SIZE, N_COLS = 5000, 13500, 9000
@@ -31,13 +21,9 @@ N_REAL = REAL_VOCAB_SIZE - VOCAB_START
 LABELS = torch.tensor([5000, 13499, 4999, -100, 9321, 12000])
 
 
-@pytest.mark.skipif(INTERPRETED, reason="this is the interpreter's process")
+@the_parent_process
 def test_kernels_in_the_interpreter():
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           __file__], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
-    assert "7 passed" in proc.stdout, proc.stdout[-2000:]
+    run_in_interpreter(__file__, expected_passed=7)
 
 
 @pytest.fixture(scope="module")
