@@ -1,7 +1,7 @@
 """Fixes for megatron-core 0.16 bugs the engine hits, applied once by `apply()` (on any host).
 
-Both concern the distributed optimizer on torch's Adam (used when neither TransformerEngine nor
-apex provides a fused Adam), whose per-parameter state has a `step` tensor:
+The first two concern the distributed optimizer on torch's Adam (used when neither
+TransformerEngine nor apex provides a fused Adam), whose per-parameter state has a `step` tensor:
 
 1. Loading a checkpoint: megatron saves `step` once in the param groups, not per parameter,
    then copies every per-parameter state key back from the loaded tensors, `step` included, and
@@ -11,13 +11,21 @@ apex provides a fused Adam), whose per-parameter state has a `step` tensor:
    increments it in place once per parameter, so after a resume the bias correction runs with a
    step counter that grows by the number of parameters per iteration. Each parameter now gets
    its own copy.
+
+3. Packed (THD) RoPE without TE's fusion (the local layer spec) reads `cu_seqlens` on the host
+   in every attention layer, twice (a device synchronization each), and works sequence by
+   sequence: `engine.model.rope.packed_rotary` computes the same values on the device. It
+   replaces megatron's function without context parallelism, which the local spec rejects.
 """
 
 from __future__ import annotations
 
 import functools
 
+from megatron.core.models.common.embeddings import rope_utils
 from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+
+from engine.model.rope import packed_rotary
 
 _applied = False
 
@@ -49,4 +57,19 @@ def apply() -> None:
 
     DistributedOptimizer._set_main_param_and_optimizer_states = set_states_present_in_checkpoint
     DistributedOptimizer.load_state_dict = load_with_own_step_tensors
+    rope_utils._apply_rotary_pos_emb_thd = _packed_rotary_without_host_reads(
+        rope_utils._apply_rotary_pos_emb_thd)
     _applied = True
+
+
+def _packed_rotary_without_host_reads(thd_rotary):
+    @functools.wraps(thd_rotary)
+    def rotary(t, cu_seqlens, freqs, rotary_interleaved=False, multi_latent_attention=False,
+               mscale=1.0, cp_group=None):
+        if cp_group is not None and cp_group.size() > 1:
+            return thd_rotary(t, cu_seqlens, freqs, rotary_interleaved, multi_latent_attention,
+                              mscale, cp_group)
+        return packed_rotary(t, cu_seqlens, freqs, rotary_interleaved, multi_latent_attention,
+                             mscale)
+
+    return rotary

@@ -1,0 +1,72 @@
+"""Packed RoPE on the device: each token's position within its sequence, the same values as
+megatron's per-sequence THD function (bit for bit, padding segment included), and no read of a
+device value on the host, where megatron's reads several; after the engine's megatron fixes,
+megatron's unfused THD path is this one."""
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from engine.model.rope import packed_rotary, positions_in_sequences
+
+CU_SEQLENS = torch.tensor([0, 5, 6, 13, 16], dtype=torch.int32)  # the last segment: padding
+
+
+class _HostReads(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += func in (torch.ops.aten._local_scalar_dense.default,
+                               torch.ops.aten.is_nonzero.default)
+        return func(*args, **(kwargs or {}))
+
+
+def _inputs():
+    gen = torch.Generator().manual_seed(0)
+    t = torch.randn(16, 4, 32, generator=gen)
+    inv_freq = 1.0 / 500000 ** (torch.arange(0, 32, 2).float() / 32)
+    angles = torch.outer(torch.arange(7).float(), inv_freq)  # max_seqlen 7
+    freqs = torch.cat([angles, angles], dim=-1)[:, None, None, :]
+    return t, freqs
+
+
+def test_positions_restart_at_every_sequence():
+    assert positions_in_sequences(CU_SEQLENS, 16).tolist() == [
+        0, 1, 2, 3, 4, 0, 0, 1, 2, 3, 4, 5, 6, 0, 1, 2]
+
+
+def test_equals_megatrons_per_sequence_function_without_host_reads(single_process):
+    from megatron.core import parallel_state
+    from megatron.core.models.common.embeddings.rope_utils import _apply_rotary_pos_emb_thd
+
+    from engine.compat import megatron_fixes
+
+    original = getattr(_apply_rotary_pos_emb_thd, "__wrapped__", _apply_rotary_pos_emb_thd)
+    t, freqs = _inputs()
+    with _HostReads() as ours:
+        got = packed_rotary(t, CU_SEQLENS, freqs)
+    with _HostReads() as megatrons:
+        want = original(t, CU_SEQLENS, freqs,
+                        cp_group=parallel_state.get_context_parallel_group())
+    assert torch.equal(got, want)
+    assert ours.count == 0 and megatrons.count > 0
+    alone = packed_rotary(t[6:13], torch.tensor([0, 7]), freqs)  # one sequence: positions 0..6
+    assert torch.equal(got[6:13], alone)
+
+    megatron_fixes.apply()
+    from megatron.core.models.common.embeddings import rope_utils
+
+    assert rope_utils._apply_rotary_pos_emb_thd.__wrapped__ is original
+    with _HostReads() as patched:
+        routed = rope_utils._apply_rotary_pos_emb_thd(
+            t, CU_SEQLENS, freqs, cp_group=parallel_state.get_context_parallel_group())
+    assert torch.equal(routed, want) and patched.count == 0
+
+
+def test_a_padding_segment_longer_than_every_sequence_is_no_error():
+    """2 real tokens and 8 of padding with max_seqlen 2: the padding reuses the last frequency."""
+    t, freqs = _inputs()
+    out = packed_rotary(t[:10], torch.tensor([0, 2, 10], dtype=torch.int32), freqs[:2])
+    assert out.shape == (10, 4, 32)
+    assert torch.equal(out[:2], packed_rotary(t[:2], torch.tensor([0, 2]), freqs[:2]))
