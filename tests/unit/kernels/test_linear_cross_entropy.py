@@ -8,6 +8,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from kernels.linear_cross_entropy import linear_cross_entropy_loss, linear_logprobs
+from tests.dispatch_probes import HostReads
 from tests.unit.kernels import make_problem, reference_logprobs, reference_loss
 
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -202,23 +203,10 @@ def test_no_tensor_of_full_logits_size_is_ever_made():
     assert _operations_of(fused_loss).largest < full_logits
 
 
-class _HostReads(TorchDispatchMode):
-    """Counts the operations that read a tensor's value on the host (.item(), bool(), ...)."""
-
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.count += func in (torch.ops.aten._local_scalar_dense.default,
-                               torch.ops.aten.is_nonzero.default)
-        return func(*args, **(kwargs or {}))
-
-
 @pytest.mark.parametrize("check_labels, reads", [(True, 1), (False, 0)])
 def test_the_label_check_is_the_forwards_only_host_read(check_labels, reads):
     p = make_problem()
-    with _HostReads() as probe:
+    with HostReads() as probe:
         linear_logprobs(p.hidden, p.weight, p.labels, real_vocab_size=p.real_vocab_size,
                         chunk_tokens=8, with_entropy=True, check_labels=check_labels)
         linear_cross_entropy_loss(p.hidden, p.weight, p.labels, p.weights,

@@ -4,22 +4,11 @@ device value on the host, where megatron's reads several; after the engine's meg
 megatron's unfused THD path is this one."""
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from engine.model.rope import packed_rotary, positions_in_sequences
+from tests.dispatch_probes import HostReads
 
 CU_SEQLENS = torch.tensor([0, 5, 6, 13, 16], dtype=torch.int32)  # the last segment: padding
-
-
-class _HostReads(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.count += func in (torch.ops.aten._local_scalar_dense.default,
-                               torch.ops.aten.is_nonzero.default)
-        return func(*args, **(kwargs or {}))
 
 
 def _inputs():
@@ -44,9 +33,9 @@ def test_equals_megatrons_per_sequence_function_without_host_reads(single_proces
 
     original = getattr(_apply_rotary_pos_emb_thd, "__wrapped__", _apply_rotary_pos_emb_thd)
     t, freqs = _inputs()
-    with _HostReads() as ours:
+    with HostReads() as ours:
         got = packed_rotary(t, CU_SEQLENS, freqs)
-    with _HostReads() as megatrons:
+    with HostReads() as megatrons:
         want = original(t, CU_SEQLENS, freqs,
                         cp_group=parallel_state.get_context_parallel_group())
     assert torch.equal(got, want)
@@ -58,7 +47,7 @@ def test_equals_megatrons_per_sequence_function_without_host_reads(single_proces
     from megatron.core.models.common.embeddings import rope_utils
 
     assert rope_utils._apply_rotary_pos_emb_thd.__wrapped__ is original
-    with _HostReads() as patched:
+    with HostReads() as patched:
         routed = rope_utils._apply_rotary_pos_emb_thd(
             t, CU_SEQLENS, freqs, cp_group=parallel_state.get_context_parallel_group())
     assert torch.equal(routed, want) and patched.count == 0
