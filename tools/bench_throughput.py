@@ -2,7 +2,7 @@
 packed, at two micro-batch budgets, and the torch-native peer in the same job, in one table.
 
     python -m tools.bench_throughput [--variants 4x4096,1x16384,...] [--steps 10] [--warmup 3]
-        [--cross-entropy auto,fused] [--peer ../shared/bench/peer_baseline.py | --no-peer]
+        [--vary KEY V1,V2 ...] [--peer ../shared/bench/peer_baseline.py | --no-peer]
         [--out results.json] [--work DIR] [key=value ...]   # overrides: every engine variant
 
 Every variant trains `recipes/bench/llama-1b-shape.yaml` (16,384 tokens per optimizer step)
@@ -11,7 +11,8 @@ in a fresh process (`python -m tools.perf step`) on documents written to --work:
   4x4096-packed   16 documents (2,048 + 1,024 + 512 + 512 per 4,096-token micro-batch)
   1x16384         the 4 documents in one micro-batch of 16,384 tokens
   1x16384-packed  the 16 documents in one micro-batch
-each once per loss kernel of --cross-entropy (`train.cross_entropy`; default: the recipe's).
+each once per combination of the --vary settings (recipe keys: `--vary train.cross_entropy
+te,fused --vary train.transformer_impl auto,local` runs four per variant).
 The peer (Hugging Face transformers, with Liger kernels when importable) trains the same shape
 on 4 × 4,096 tokens per step; its script also times the shape's GEMMs and flash attention
 alone (the floor no implementation beats). Prints a Markdown table — tokens/s, TFLOP/s, MFU,
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import json
 import random
 import subprocess
@@ -30,7 +32,6 @@ import tempfile
 from pathlib import Path
 
 from engine.cli import parse, run_main
-from engine.config import CROSS_ENTROPY_KERNELS
 from engine.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,11 +60,10 @@ def write_documents(folder: Path, steps: int) -> None:
         f.writelines(text(n) for _ in range(4 * steps) for n in PACKED_GROUP)
 
 
-def engine_variant(name: str, kernel: str | None, work: Path, args,
+def engine_variant(name: str, setting: tuple[str, ...], work: Path, args,
                    overrides: list[str]) -> dict:
     docs, budget, batch = VARIANTS[name]
-    if kernel:
-        overrides = [f"train.cross_entropy={kernel}", *overrides]
+    overrides = [*setting, *overrides]
     cmd = [sys.executable, "-m", "tools.perf", "step", str(RECIPE),
            "--warmup", str(args.warmup), "--steps", str(args.steps),
            f"data.sources=[{{path: {work / docs}}}]", f"output_dir={work / 'run'}",
@@ -104,6 +104,17 @@ def _json_of(cmd: list[str]) -> dict:
     return json.loads(out[out.index("{"):])
 
 
+def combinations(varied: list[list[str]]) -> list[tuple[str, ...]]:
+    """Every combination of the --vary values as key=value overrides ([()] for none)."""
+    axes = []
+    for key, values in varied:
+        if not all(part.isidentifier() for part in key.split(".")) or not values.strip(","):
+            raise ConfigError(f"--vary takes a recipe key and its values, as in --vary "
+                              f"train.cross_entropy te,fused; got {key} {values}")
+        axes.append([f"{key}={v}" for v in values.split(",") if v])
+    return list(itertools.product(*axes))
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| run | tokens/s | TFLOP/s | MFU | peak GiB | s/step | forward-backward "
              "| optimizer |", "|---|---|---|---|---|---|---|---|"]
@@ -132,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.bench_throughput",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--cross-entropy", default="",
-                        help="loss kernels to run each variant with, comma-separated")
+    parser.add_argument("--vary", action="append", default=[], nargs=2,
+                        metavar=("KEY", "V1,V2"),
+                        help="run every variant once per value of this recipe key")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--peer", default=str(ROOT.parent / "shared/bench/peer_baseline.py"))
@@ -145,10 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         raise ConfigError(f"unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
-    kernels = [k for k in args.cross_entropy.split(",") if k]
-    if any(k not in CROSS_ENTROPY_KERNELS for k in kernels):
-        raise ConfigError(f"--cross-entropy takes {', '.join(CROSS_ENTROPY_KERNELS)}; got "
-                          f"{args.cross_entropy}")
+    settings = combinations(args.vary)
     if not args.no_peer and not Path(args.peer).is_file():
         raise ConfigError(f"peer script not found: {args.peer} (--peer PATH or --no-peer)")
     rows = []
@@ -157,9 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         write_documents(work, args.warmup + args.steps)
         for name in names:
-            for kernel in kernels or [None]:
-                label = f"engine {name}" + (f" ({kernel})" if kernel else "")
-                rows.append({"name": label, **engine_variant(name, kernel, work, args,
+            for setting in settings:
+                label = f"engine {name}" + (f" ({', '.join(setting)})" if setting else "")
+                rows.append({"name": label, **engine_variant(name, setting, work, args,
                                                              overrides)})
                 print(table(rows[-1:]).splitlines()[-1], flush=True)
     if not args.no_peer:

@@ -1,6 +1,7 @@
-"""tools/bench_throughput.py without a GPU: every variant runs once per loss kernel asked for,
-with that kernel and its own token budget on the command line; the table shows failures and
-numbers; bad variant and kernel names are refused before anything runs."""
+"""tools/bench_throughput.py without a GPU: every variant runs once per combination of the
+varied recipe keys, with those settings and its own token budget on the command line; the table
+shows failures and numbers; bad variant names and --vary items are refused before anything
+runs, and a bad value fails its own rows (the engine checks it)."""
 
 import pytest
 
@@ -8,7 +9,7 @@ import tools.bench_throughput as bench
 from engine.errors import ConfigError
 
 
-def test_each_variant_runs_once_per_kernel(monkeypatch, tmp_path, capsys):
+def test_each_variant_runs_once_per_combination(monkeypatch, tmp_path, capsys):
     commands = []
 
     def fake_json(cmd):
@@ -18,19 +19,21 @@ def test_each_variant_runs_once_per_kernel(monkeypatch, tmp_path, capsys):
                 "phase_seconds_per_step": {"forward_backward": 0.08, "optimizer": 0.01}}
 
     monkeypatch.setattr(bench, "_json_of", fake_json)
-    assert bench.main(["--variants", "4x4096,1x16384", "--cross-entropy", "te,fused",
-                       "--no-peer", "--steps", "1", "--warmup", "0", "--work", str(tmp_path),
-                       "train.log_every=5"]) == 0
-    asked = [(next(a for a in c if a.startswith("train.cross_entropy=")),
-              next(a for a in c if a.startswith("data.max_tokens_per_micro_batch=")))
-             for c in commands]
-    assert asked == [("train.cross_entropy=te", "data.max_tokens_per_micro_batch=4096"),
-                     ("train.cross_entropy=fused", "data.max_tokens_per_micro_batch=4096"),
-                     ("train.cross_entropy=te", "data.max_tokens_per_micro_batch=16384"),
-                     ("train.cross_entropy=fused", "data.max_tokens_per_micro_batch=16384")]
+    assert bench.main(["--variants", "4x4096,1x16384", "--vary", "train.cross_entropy", "te,fused",
+                       "--vary", "train.transformer_impl", "local", "--no-peer", "--steps", "1",
+                       "--warmup", "0", "--work", str(tmp_path), "train.log_every=5"]) == 0
+
+    def asked(command, key):
+        return next(a for a in command if a.startswith(key)).split("=")[1]
+
+    assert [(asked(c, "data.max_tokens_per_micro_batch="), asked(c, "train.cross_entropy="),
+             asked(c, "train.transformer_impl=")) for c in commands] == [
+        ("4096", "te", "local"), ("4096", "fused", "local"),
+        ("16384", "te", "local"), ("16384", "fused", "local")]
     assert all("train.log_every=5" in c for c in commands)
     out = capsys.readouterr().out
-    assert "| engine 1x16384 (fused) | 1,000 | 10 | 50.0% | 2.0 | 0.100 | 0.080 | 0.010 |" in out
+    assert ("| engine 1x16384 (train.cross_entropy=fused, train.transformer_impl=local) | 1,000 "
+            "| 10 | 50.0% | 2.0 | 0.100 | 0.080 | 0.010 |") in out
 
 
 def test_a_failed_variant_is_a_row_that_says_so():
@@ -40,7 +43,8 @@ def test_a_failed_variant_is_a_row_that_says_so():
 
 @pytest.mark.parametrize("args, message", [
     (["--variants", "2x8192"], "unknown variant '2x8192'"),
-    (["--cross-entropy", "te,liger"], "--cross-entropy takes auto, megatron, te, fused"),
+    (["--vary", "train.cross_entropy", ","], "--vary takes a recipe key and its values"),
+    (["--vary", "train/cross_entropy", "te"], "got train/cross_entropy te"),
 ])
 def test_bad_names_are_refused(args, message):
     with pytest.raises(ConfigError, match=message):
