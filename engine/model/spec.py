@@ -80,8 +80,11 @@ def transformer_config(cfg: Config) -> TransformerConfig:
         calculate_per_token_loss=True,
         variable_seq_lengths=p.pp > 1,  # packed micro-batches differ in length
         moe_token_dispatcher_type="alltoall",  # megatron rejects its default with the above
-        bias_activation_fusion=te,
-        bias_dropout_fusion=te,
+        # megatron's torch.compile'd SwiGLU and residual add on CUDA (either spec; on CPUs
+        # compiling costs more than it saves); RoPE fused by TE's kernels, or computed on the
+        # device by engine.model.rope on the local path.
+        bias_activation_fusion=platform.has_cuda(),
+        bias_dropout_fusion=platform.has_cuda(),
         apply_rope_fusion=te,
         masked_softmax_fusion=False,
         gradient_accumulation_fusion=False,
