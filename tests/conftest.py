@@ -22,12 +22,14 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def single_process():
-    """World of one (gloo), megatron TP=PP=1, the CPU platform layer active where CUDA is not."""
+    """World of one (gloo), megatron TP=PP=1, the CPU platform layer active where CUDA is not and
+    the engine's megatron fixes applied, as `engine.launch.process_groups` sets them up."""
     from megatron.core import parallel_state
 
-    from engine.compat import cpu
+    from engine.compat import cpu, megatron_fixes
 
     cpu.activate()
+    megatron_fixes.apply()
     if not dist.is_initialized():
         dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     if not parallel_state.model_parallel_is_initialized():

@@ -23,7 +23,7 @@ import torch
 from megatron.core import parallel_state, tensor_parallel
 
 from engine.compat import platform
-from engine.losses.registry import register
+from engine.losses.registry import register, token_count
 from engine.model.head import HiddenStates
 from kernels.linear_cross_entropy import linear_cross_entropy_loss, linear_logprobs
 
@@ -113,7 +113,7 @@ def cross_entropy(mb, logits, *, real_vocab_size: int, kernel: str = "auto"):
     """Next-token loss weighted per target token (the weights carry the reduction)."""
     loss = weighted_cross_entropy(logits, mb.labels, mb.loss_weights, real_vocab_size,
                                   kernel)
-    count = torch.tensor(mb.num_tokens, dtype=torch.int, device=loss.device)
+    count = token_count(mb, loss.device)
     return loss, count, {"loss": loss.detach()}
 
 

@@ -25,7 +25,7 @@ import torch
 
 from engine.config import ADVANTAGE_NORMALIZATIONS as NORMALIZATIONS, KL_ESTIMATORS
 from engine.losses.cross_entropy import label_logprobs_and_entropy, tempered
-from engine.losses.registry import register
+from engine.losses.registry import register, token_count
 
 GRPO_METRICS = ("loss", "policy_loss", "kl", "clip_fraction", "ratio", "entropy")
 
@@ -89,5 +89,5 @@ def grpo(mb, logits, *, real_vocab_size: int, kernel: str = "auto", clip_low: fl
                "clip_fraction": mean(clipped.double()),
                "ratio": mean(torch.exp(logp.double() - data["old_logprobs"].double())),
                "entropy": mean(entropy.double())}
-    count = torch.tensor(mb.num_tokens, dtype=torch.int, device=loss.device)
+    count = token_count(mb, loss.device)
     return loss.float(), count, metrics

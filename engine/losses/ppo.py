@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import torch
 
-from engine.losses.registry import register
+from engine.losses.registry import register, token_count
 from engine.model.build import vocab_logits
 
 VALUE_METRICS = ("loss", "value_loss", "value_clip_fraction", "value_mean", "return_mean")
@@ -119,5 +119,5 @@ def value(mb, logits, *, real_vocab_size: int, kernel: str = "auto", value_clip:
     metrics = {"loss": loss.detach().float(), "value_loss": mean(per_token),
                "value_clip_fraction": mean(clipped.double()), "value_mean": mean(values),
                "return_mean": mean(data["returns"].double())}
-    count = torch.tensor(mb.num_tokens, dtype=torch.int, device=loss.device)
+    count = token_count(mb, loss.device)
     return loss.float(), count, metrics

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from engine.config import PREFERENCE_LOSSES
 from engine.losses.cross_entropy import label_logprobs
-from engine.losses.registry import register
+from engine.losses.registry import register, token_count
 
 _AVERAGED = ("dpo_norm", "ipo", "simpo")  # on per-token average log-probs
 _SIGMOID = ("dpo", "dpo_norm", "simpo")
@@ -133,7 +133,7 @@ def _registered(kind: str):
             "logps/chosen": mean(lp.policy_chosen.detach()),
             "logps/rejected": mean(lp.policy_rejected.detach()),
         }
-        count = torch.tensor(mb.num_tokens, dtype=torch.int, device=loss.device)
+        count = token_count(mb, loss.device)
         return loss.float(), count, {k: v.float() for k, v in metrics.items()}
 
     loss_fn.__name__ = kind

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
+import torch
+
 from engine.errors import ConfigError
 
 _LOSSES: dict[str, "LossFunction"] = {}
@@ -33,6 +35,12 @@ class LossFunction:
 
     def __call__(self, mb, logits):
         return self.fn(mb, logits)
+
+
+def token_count(mb, device: torch.device) -> torch.Tensor:
+    """The micro-batch's real token count, the loss's second value, as a device scalar made on
+    the device: a fill, where a tensor copied from the host would wait for the device."""
+    return torch.full((), mb.num_tokens, dtype=torch.int, device=device)
 
 
 def register(name: str, metrics: tuple[str, ...]):

@@ -1,7 +1,8 @@
 """A model built with `train.cross_entropy=fused` keeps the output layer's weight and checkpoint
 keys, hands its hidden states to the loss, gives the logits and log-probs of the unfused model,
 and trains a step without ever holding the [tokens, vocabulary] logits (while the unfused one
-does, which shows the probe can fail)."""
+does, which shows the probe can fail). With either head a step's forward and backward read no
+device value on the host."""
 
 import dataclasses
 
@@ -19,6 +20,7 @@ from engine.model.head import HiddenStates, HiddenStatesHead, fuses_head
 from engine.model.init import init_weights
 from engine.train.schedule import forward_logits, label_logprobs, run_schedule
 from kernels.linear_cross_entropy import CHUNK_TOKENS
+from tests.dispatch_probes import HostReads
 
 CPU = torch.device("cpu")
 VOCAB = 300  # padded to 384, a width no other tensor of this model has
@@ -117,3 +119,14 @@ def test_the_fused_head_replaces_only_a_language_models_last_stage(single_proces
                        "output_layer")
     value = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, head="value"))
     assert not fuses_head(build_model(value, first_stage=True, last_stage=True, device=CPU))
+
+
+@pytest.mark.parametrize("kernel", ["fused", "megatron"])
+def test_forward_backward_reads_nothing_on_the_host(single_process, kernel):
+    cfg = _cfg(kernel)
+    model = _model(cfg)
+    loss = get_loss("cross_entropy", real_vocab_size=VOCAB, kernel=kernel)
+    with HostReads() as probe:
+        run_schedule(model, _micro_batches(), loss, CPU, forward_only=False)
+    assert probe.count == 0
+    assert model.embedding.word_embeddings.weight.grad.abs().sum() > 0
