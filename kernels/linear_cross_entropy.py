@@ -38,11 +38,12 @@ tensors where triton is installed; it is imported only then.
 from __future__ import annotations
 
 import functools
-import importlib.util
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from kernels import triton_installed
 
 IGNORE_INDEX = -100
 CHUNK_TOKENS = 2048  # the default chunk: see above
@@ -108,15 +109,10 @@ def torch_logits_grad_(logits: torch.Tensor, labels: torch.Tensor, vocab_start: 
     return logits
 
 
-@functools.cache
-def _triton_installed() -> bool:
-    return importlib.util.find_spec("triton") is not None
-
-
 def _chunk_steps(device: torch.device):
     """(stats, grad_) for logits on `device`: the Triton kernels on CUDA where triton is
     installed, the torch versions otherwise."""
-    if device.type == "cuda" and _triton_installed():
+    if device.type == "cuda" and triton_installed():
         from kernels.logits_grad_triton import logits_grad_
         from kernels.logits_stats_triton import logits_stats
 

@@ -13,21 +13,15 @@ copies for its backward) runs everywhere else and is what the kernels are tested
 
 from __future__ import annotations
 
-import functools
-import importlib.util
-
 import torch
+
+from kernels import triton_installed
 
 
 def torch_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     x32 = x.float()
     normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
     return weight * normed.to(x.dtype)
-
-
-@functools.cache
-def _triton_installed() -> bool:
-    return importlib.util.find_spec("triton") is not None
 
 
 class _RMSNorm(torch.autograd.Function):
@@ -52,7 +46,7 @@ class _RMSNorm(torch.autograd.Function):
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """RMSNorm of x over its last dimension (see the module): the Triton kernels for CUDA
     tensors of one dtype where triton is installed, plain torch otherwise."""
-    if x.is_cuda and weight.dtype == x.dtype and _triton_installed():
+    if x.is_cuda and weight.dtype == x.dtype and triton_installed():
         return kernel_rms_norm(x, weight, eps)
     return torch_rms_norm(x, weight, eps)
 

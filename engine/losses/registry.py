@@ -3,9 +3,10 @@
 A loss is a pure function `fn(mb, logits, **options) -> (loss, token_count, metrics)`:
 `mb` is a packed `MicroBatch`, `logits` this TP rank's vocabulary slice [t, vocab/TP] on the last
 pipeline stage, or with a fused head (`train.cross_entropy=fused`) the `HiddenStates` that the
-functions of `engine.losses.cross_entropy` turn into log-probs or a loss chunk by chunk. `loss` carries the global normalization (its sum over micro-batches and
-data-parallel ranks is the step's loss), and so does every value in `metrics`, whose keys are
-declared at registration: the step sums each over micro-batches and data-parallel ranks.
+functions of `engine.losses.cross_entropy` turn into log-probs or a loss chunk by chunk.
+`loss` carries the global normalization (its sum over micro-batches and data-parallel ranks is
+the step's loss), and so does every value in `metrics`, whose keys are declared at
+registration: the step sums each over micro-batches and data-parallel ranks.
 
     @register("cross_entropy", metrics=("loss",))
     def cross_entropy(mb, logits, *, real_vocab_size): ...

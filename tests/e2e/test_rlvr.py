@@ -2,8 +2,8 @@
 verifiers score, GRPO trains, the weights go back into vLLM; every step logs its rollout
 metrics and phase times, and held-out rows are scored per dataset. A run interrupted by SIGTERM
 resumes to the uninterrupted run's numbers; a run at TP2 × PP2 with SP, the fused output layer
-and loss, and two rollout engines of TP 2 matches one process; an engine that dies mid-run is rebuilt and no step is lost or
-repeated."""
+and loss, and two rollout engines of TP 2 matches one process; an engine that dies mid-run is
+rebuilt and no step is lost or repeated."""
 
 import json
 

@@ -22,14 +22,12 @@ def _inputs(dtype):
 
 
 def test_the_torch_path_is_hugging_faces_llama_norm():
-    transformers = pytest.importorskip("transformers")
     from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
     x, weight, _ = _inputs(torch.bfloat16)
     hf = LlamaRMSNorm(HIDDEN, eps=EPS).to(torch.bfloat16)
     with torch.no_grad():
         hf.weight.copy_(weight)
-    assert transformers.__version__
     assert torch.equal(torch_rms_norm(x, weight, EPS), hf(x))
 
 
