@@ -250,6 +250,7 @@ def _step(cfg, layout, training, critic, reference, rollout, scorer, spec, promp
         groups = rollout.generate([p.prompt_ids.tolist() for p in prompts],
                                   sampling_seeds(cfg.seed, TRAIN_SAMPLES, step, len(prompts)), spec,
                                   training.model)
+    with timer("sleep"):
         rollout.sleep()  # GPU: the trainer gets the engines' memory until the refit
     with timer("score"):
         scores, errors = scorer(prompts, groups)
