@@ -1,0 +1,55 @@
+"""tools/gpu_report.py without a GPU: a part's process ends ok, failed or out of time, and the
+report says which with the end of its output; bad parts and limits are refused before anything
+runs, and so is a machine without CUDA."""
+
+import sys
+
+import pytest
+import torch
+
+import tools.gpu_report as gpu_report
+from engine.errors import ConfigError
+
+
+@pytest.mark.parametrize("code, limit, status", [
+    ("print('| row |')", 30, "ok"),
+    ("import sys; print('| row |'); sys.exit(3)", 30, "failed (exit 3)"),
+    ("import time; print('| row |', flush=True); time.sleep(30)", 1.5, "out of time (1.5 s)"),
+])
+def test_a_part_reports_how_it_ended_and_what_it_printed(tmp_path, code, limit, status):
+    result = gpu_report.run_part("throughput", [sys.executable, "-c", code], limit, tmp_path)
+    assert result.status == status
+    assert result.seconds < 20
+    assert (tmp_path / "throughput.txt").read_text() == "| row |\n" == result.output
+    text = gpu_report.report("H200; torch 2.11", [result])
+    assert f"## throughput: {status}," in text and "| row |" in text
+
+
+def test_the_report_keeps_the_end_of_long_output():
+    lines = "\n".join(f"line {i}" for i in range(100))
+    text = gpu_report.report("dev", [gpu_report.PartResult("tests", ["pytest"], "ok", 1.0, lines)])
+    assert "line 99" in text and f"line {99 - gpu_report.TAIL_LINES + 1}" in text
+    assert f"line {99 - gpu_report.TAIL_LINES}\n" not in text
+
+
+def test_every_part_has_a_command_and_a_limit(tmp_path):
+    commands = gpu_report.commands(tmp_path, "peer.py")
+    assert set(commands) == set(gpu_report.PARTS) == set(gpu_report.LIMITS_S)
+    assert "--peer" in commands["throughput"] and "peer.py" in commands["throughput"]
+    assert str(tmp_path / "rlvr.json") in commands["rlvr"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--parts", "throughput,speed"], "unknown part 'speed'"),
+    (["--limit", "rlvr=soon"], "--limit takes PART=SECONDS"),
+    (["--limit", "bench=10"], "--limit takes PART=SECONDS"),
+])
+def test_bad_parts_and_limits_are_refused(args, message):
+    with pytest.raises(ConfigError, match=message):
+        gpu_report.main(args)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_a_machine_without_cuda_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        gpu_report.main(["--out", str(tmp_path)])

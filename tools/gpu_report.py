@@ -1,0 +1,147 @@
+"""Every GPU measurement and GPU test in one command, for one Markdown report.
+
+    python -m tools.gpu_report [--out runs/gpu-report] [--peer ../shared/bench/peer_baseline.py]
+        [--parts throughput,local,rlvr,tests] [--limit PART=SECONDS ...]
+
+The parts, each in its own process with its own time limit (a part that fails or runs out of
+time is reported as such, and the next one runs):
+  throughput  `tools.bench_throughput`: the TE path's 1B-shape step at 4 × 4,096 and 1 × 16,384
+              tokens, unpacked and packed, with TE's and the fused cross-entropy, beside the
+              peer (HF transformers + Liger) and the card's GEMM + attention floor
+  local       the same step on the local (non-TE) path with the fused head, packed and not
+  rlvr        `tools.bench_rlvr`: GRPO steps of the 1B shape, time per phase, refit, generation
+              tokens/s beside standalone vLLM
+  tests       `pytest tests/gpu`
+Each part's output goes to --out/PART.txt (and its JSON to PART.json); report.md holds the
+device, the software versions, the commit, and per part its command, wall time, status and
+the end of its output (the tables). Needs a CUDA GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.cli import run_main
+from engine.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+PARTS = ("throughput", "local", "rlvr", "tests")
+LIMITS_S = {"throughput": 420, "local": 120, "rlvr": 360, "tests": 600}
+TAIL_LINES = 30
+
+
+def commands(out: Path, peer: str) -> dict[str, list[str]]:
+    py, bench = sys.executable, [sys.executable, "-m", "tools.bench_throughput", "--steps", "8",
+                                 "--warmup", "3"]
+    return {
+        "throughput": [*bench, "--peer", peer, "--variants",
+                       "4x4096,1x16384,1x16384-packed", "--vary", "train.cross_entropy",
+                       "te,fused", "--out", str(out / "throughput.json")],
+        "local": [*bench, "--no-peer", "--variants", "1x16384,1x16384-packed",
+                  "--vary", "train.transformer_impl", "local",
+                  "--vary", "train.cross_entropy", "fused", "--out", str(out / "local.json")],
+        "rlvr": [py, "-m", "tools.bench_rlvr", "--out", str(out / "rlvr.json")],
+        "tests": [py, "-m", "pytest", "tests/gpu", "-v", "--tb=short", "-p", "no:cacheprovider"],
+    }
+
+
+@dataclass
+class PartResult:
+    name: str
+    command: list[str]
+    status: str  # "ok", "failed (exit N)", "out of time (N s)"
+    seconds: float
+    output: str
+
+
+def run_part(name: str, command: list[str], limit_s: float, out: Path) -> PartResult:
+    """The part's process, its output teed to out/NAME.txt as it comes."""
+    start = time.perf_counter()
+    log_path = out / f"{name}.txt"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                text=True)
+        try:
+            status = "ok" if proc.wait(timeout=limit_s) == 0 else \
+                f"failed (exit {proc.returncode})"
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            status = f"out of time ({limit_s:g} s)"
+    return PartResult(name, command, status, time.perf_counter() - start,
+                      log_path.read_text(errors="replace"))
+
+
+def versions() -> str:
+    import torch
+
+    found = []
+    for package in ("torch", "transformer-engine", "megatron-core", "vllm", "liger-kernel",
+                    "transformers"):
+        try:
+            found.append(f"{package} {importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip() or "unknown"
+    return f"{device}; {', '.join(found)}; commit {commit}"
+
+
+def report(header: str, results: list[PartResult]) -> str:
+    lines = ["# GPU report", "", header, ""]
+    for r in results:
+        tail = "\n".join(r.output.rstrip().splitlines()[-TAIL_LINES:])
+        lines += [f"## {r.name}: {r.status}, {r.seconds:.0f} s", "",
+                  "`" + " ".join(r.command) + "`", "", "```", tail, "```", ""]
+    return "\n".join(lines)
+
+
+def parse_limits(items: list[str]) -> dict[str, float]:
+    limits = dict(LIMITS_S)
+    for item in items:
+        name, _, seconds = item.partition("=")
+        if name not in PARTS or not seconds.replace(".", "", 1).isdigit():
+            raise ConfigError(f"--limit takes PART=SECONDS with PART one of {', '.join(PARTS)}; "
+                              f"got {item!r}")
+        limits[name] = float(seconds)
+    return limits
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.gpu_report",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="runs/gpu-report")
+    parser.add_argument("--peer", default=str(ROOT.parent / "shared/bench/peer_baseline.py"))
+    parser.add_argument("--parts", default=",".join(PARTS))
+    parser.add_argument("--limit", action="append", default=[], metavar="PART=SECONDS")
+    args = parser.parse_args(argv)
+    parts = [p for p in args.parts.split(",") if p]
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        raise ConfigError(f"unknown part {unknown[0]!r}; known: {', '.join(PARTS)}")
+    limits = parse_limits(args.limit)
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError("tools.gpu_report measures a GPU and this machine has no CUDA device")
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    header, cmds, results = versions(), commands(out, args.peer), []
+    for name in parts:
+        print(f"{name}: running (limit {limits[name]:g} s)", flush=True)
+        results.append(run_part(name, cmds[name], limits[name], out))
+        print(f"{name}: {results[-1].status} in {results[-1].seconds:.0f} s", flush=True)
+        (out / "report.md").write_text(report(header, results))
+    print(report(header, results))
+    return 0 if all(r.status == "ok" for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
