@@ -158,7 +158,11 @@ class RolloutEngine:
             self.llm.sleep(level=2)
 
     def wake_up(self) -> None:
+        """GPU: the engine's memory back. The caller's cached but unused blocks (a trainer's
+        activations from its last step) go back to the driver first, or the engine's weights and
+        KV cache may not fit beside them."""
         if self.cuda:
+            torch.cuda.empty_cache()
             self.llm.wake_up()
 
     def check_version(self, version: int | None) -> None:
