@@ -13,8 +13,8 @@ and every reward is 0: the work per step is a real step's, the learning signal i
 and the first refit come from its train.log. Standalone vLLM (`vllm.LLM` alone in another fresh
 process: the same config, memory fraction and sampling, `ignore_eos`) then generates the same
 number of answers from prompts of the same length. Prints a Markdown table per step (seconds
-per phase: generate, sleep, score, log-probs, train, refit) and both generation rates, and
-writes everything as JSON to --out.
+per phase: generate, sleep, score, log-probs, train, refit; generated and trained tokens/s) and
+both generation rates, and writes everything as JSON to --out.
 """
 
 from __future__ import annotations
@@ -126,12 +126,13 @@ def table(run: dict, alone: dict | None) -> str:
     if "error" in run:
         return f"GRPO run failed:\n{run['error']}"
     head = ["step", *(f"{p} s" for p in PHASES), "step s", "answer tokens", "generate tok/s",
-            "vLLM–trainer |Δ log p| mean / max"]
+            "train tok/s", "vLLM–trainer |Δ log p| mean / max"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in run["steps"]:
         cells = [str(m["step"]), *(f"{m.get(f'time/{p}', 0.0):.2f}" for p in PHASES),
                  f"{m['step_time_s']:.2f}", f"{m['generated_tokens']:,}",
                  f"{m['generate_tokens_per_s']:,.0f}",
+                 f"{m['tokens'] / m['time/train']:,.0f}",
                  f"{m.get('logprob_gap_mean', float('nan')):.3f} / "
                  f"{m.get('logprob_gap_max', float('nan')):.3f}"]
         lines.append("| " + " | ".join(cells) + " |")

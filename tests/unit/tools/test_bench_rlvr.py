@@ -26,15 +26,15 @@ def test_the_grpo_recipe_is_valid_and_its_prompts_are_all_kept(tmp_path):
 
 
 def test_the_table_has_a_row_per_step_and_the_standalone_rate():
-    step = {"step": 2, "step_time_s": 9.5, "generated_tokens": 65536,
+    step = {"step": 2, "step_time_s": 9.5, "generated_tokens": 65536, "tokens": 75000,
             "generate_tokens_per_s": 20000.0, "logprob_gap_mean": 0.05, "logprob_gap_max": 0.4,
             **{f"time/{p}": 1.0 for p in bench.PHASES}}
     text = bench.table({"wall_s": 120.0, "engine_start_s": 45.0, "first_refit_s": 0.02,
                         "steps": [step]},
                        {"engine_start_s": 40.0, "generated_tokens": 65536, "generate_s": 3.0,
                         "generate_tokens_per_s": 21845.3})
-    assert "| 2 | 1.00 | 1.00 | 1.00 | 1.00 | 1.00 | 1.00 | 9.50 | 65,536 | 20,000 | " \
-           "0.050 / 0.400 |" in text
+    assert "| 2 | 1.00 | 1.00 | 1.00 | 1.00 | 1.00 | 1.00 | 9.50 | 65,536 | 20,000 | 75,000 " \
+           "| 0.050 / 0.400 |" in text
     assert "engine start 45.0 s, first refit 0.02 s" in text
     assert "65,536 tokens in 3.00 s = 21,845 tokens/s" in text
     assert "GRPO run failed:\nboom" == bench.table({"error": "boom"}, None)
