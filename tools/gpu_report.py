@@ -1,14 +1,17 @@
 """Every GPU measurement and GPU test in one command, for one Markdown report.
 
     python -m tools.gpu_report [--out runs/gpu-report] [--peer ../shared/bench/peer_baseline.py]
-        [--parts throughput,local,rlvr,tests] [--limit PART=SECONDS ...]
+        [--parts throughput,wgrad,local,rlvr,tests] [--limit PART=SECONDS ...]
 
 The parts, each in its own process with its own time limit (a part that fails or runs out of
-time is reported as such, and the next one runs):
-  throughput  `tools.bench_throughput`: the TE path's 1B-shape step at 4 × 4,096 and 1 × 16,384
-              tokens, unpacked and packed, with TE's and the fused cross-entropy, beside the
+time is reported as such, and the next one runs); all of them take about 15 minutes on an H100,
+and --parts splits them over several jobs:
+  throughput  `tools.bench_throughput`: the TE path's 1B-shape step at 4 × 4,096 tokens and at
+              1 × 16,384 (unpacked and packed), with TE's and the fused cross-entropy, beside the
               peer (HF transformers + Liger) and the card's GEMM + attention floor
-  local       the same step on the local (non-TE) path with the fused head, packed and not
+  wgrad       the fused head's step at 4 × 4,096 and 1 × 16,384 packed, with and without TE's
+              weight gradients accumulated straight into the fp32 main grads
+  local       the 1B-shape step on the local (non-TE) path with the fused head, packed and not
   rlvr        `tools.bench_rlvr`: GRPO steps of the 1B shape, time per phase, refit, generation
               tokens/s beside standalone vLLM
   tests       `pytest tests/gpu`
@@ -31,8 +34,8 @@ from engine.cli import run_main
 from engine.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("throughput", "local", "rlvr", "tests")
-LIMITS_S = {"throughput": 420, "local": 120, "rlvr": 360, "tests": 600}
+PARTS = ("throughput", "wgrad", "local", "rlvr", "tests")
+LIMITS_S = {"throughput": 420, "wgrad": 240, "local": 120, "rlvr": 360, "tests": 600}
 TAIL_LINES = 30
 
 
@@ -43,6 +46,10 @@ def commands(out: Path, peer: str) -> dict[str, list[str]]:
         "throughput": [*bench, "--peer", peer, "--variants",
                        "4x4096,1x16384,1x16384-packed", "--vary", "train.cross_entropy",
                        "te,fused", "--out", str(out / "throughput.json")],
+        "wgrad": [*bench, "--no-peer", "--variants", "4x4096,1x16384-packed",
+                  "--vary", "train.cross_entropy", "fused",
+                  "--vary", "train.fuse_wgrad_accumulation", "false,true",
+                  "--out", str(out / "wgrad.json")],
         "local": [*bench, "--no-peer", "--variants", "1x16384,1x16384-packed",
                   "--vary", "train.transformer_impl", "local",
                   "--vary", "train.cross_entropy", "fused", "--out", str(out / "local.json")],
