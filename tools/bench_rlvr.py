@@ -12,7 +12,8 @@ and every reward is 0: the work per step is a real step's, the learning signal i
 `python -m engine.train` in a fresh process and reads its metrics.jsonl; the vLLM engine start
 and the first refit come from its train.log. Standalone vLLM (`vllm.LLM` alone in another fresh
 process: the same config, memory fraction and sampling, `ignore_eos`) then generates the same
-number of answers from prompts of the same length. Prints a Markdown table per step (seconds
+number of answers from prompts of the same length, once with one engine-wide seed and once with
+a seed per prompt as the loop samples. Prints a Markdown table per step (seconds
 per phase: generate, sleep, score, log-probs, train, refit; generated and trained tokens/s) and
 both generation rates, and writes everything as JSON to --out.
 """
@@ -81,7 +82,9 @@ def grpo_run(args, work: Path, overrides: list[str]) -> dict:
 def standalone(config_dir: str, prompt_lengths: list[int], samples: int, max_new_tokens: int,
                memory_fraction: float, dtype: str) -> dict:
     """vLLM alone: the engine's config (dummy weights), `samples` answers of exactly
-    `max_new_tokens` per prompt, with each sampled token's log-prob."""
+    `max_new_tokens` per prompt, with each sampled token's log-prob; timed twice: as a user
+    would sample (one engine-wide seed), and with a seed per prompt as the RLVR loop does (vLLM
+    then draws each request's samples from its own generator)."""
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
@@ -90,18 +93,24 @@ def standalone(config_dir: str, prompt_lengths: list[int], samples: int, max_new
               gpu_memory_utilization=memory_fraction, seed=0,
               max_model_len=max(prompt_lengths) + max_new_tokens,
               logprobs_mode="processed_logprobs")
-    started = time.perf_counter() - start
-    params = SamplingParams(n=samples, temperature=1.0, max_tokens=max_new_tokens, logprobs=0,
-                            ignore_eos=True, detokenize=False, seed=0)
+    result = {"engine_start_s": time.perf_counter() - start}
+
+    def params(seed):
+        return SamplingParams(n=samples, temperature=1.0, max_tokens=max_new_tokens, logprobs=0,
+                              ignore_eos=True, detokenize=False, seed=seed)
+
     prompts = [TokensPrompt(prompt_token_ids=[65 + (i + j) % 26 for j in range(n)])
                for i, n in enumerate(prompt_lengths)]
-    llm.generate(prompts[:1], params, use_tqdm=False)  # warm-up
-    start = time.perf_counter()
-    outputs = llm.generate(prompts, params, use_tqdm=False)
-    seconds = time.perf_counter() - start
-    tokens = sum(len(c.token_ids) for out in outputs for c in out.outputs)
-    return {"engine_start_s": started, "generated_tokens": tokens, "generate_s": seconds,
-            "generate_tokens_per_s": tokens / seconds}
+    llm.generate(prompts[:1], params(None), use_tqdm=False)  # warm-up
+    for name, sampling in (("unseeded", params(None)),
+                           ("seeded", [params(i) for i in range(len(prompts))])):
+        start = time.perf_counter()
+        outputs = llm.generate(prompts, sampling, use_tqdm=False)
+        seconds = time.perf_counter() - start
+        tokens = sum(len(c.token_ids) for out in outputs for c in out.outputs)
+        result.update({"generated_tokens": tokens, f"{name}_s": seconds,
+                       f"{name}_tokens_per_s": tokens / seconds})
+    return result
 
 
 def standalone_run(run: dict, args, work: Path) -> dict:
@@ -142,8 +151,10 @@ def table(run: dict, alone: dict | None) -> str:
     if alone is not None:
         lines.append("standalone vLLM: " + (f"failed: {alone['error'].splitlines()[-1]}"
                                             if "error" in alone else
-                     f"{alone['generated_tokens']:,} tokens in {alone['generate_s']:.2f} s = "
-                     f"{alone['generate_tokens_per_s']:,.0f} tokens/s (engine start "
+                     f"{alone['generated_tokens']:,} tokens at "
+                     f"{alone['unseeded_tokens_per_s']:,.0f} tokens/s ({alone['unseeded_s']:.2f} s;"
+                     f" a seed per prompt as in the loop: {alone['seeded_tokens_per_s']:,.0f} "
+                     f"tokens/s, {alone['seeded_s']:.2f} s; engine start "
                      f"{alone['engine_start_s']:.1f} s)"))
     return "\n".join(lines)
 

@@ -31,10 +31,12 @@ def test_the_table_has_a_row_per_step_and_the_standalone_rate():
             **{f"time/{p}": 1.0 for p in bench.PHASES}}
     text = bench.table({"wall_s": 120.0, "engine_start_s": 45.0, "first_refit_s": 0.02,
                         "steps": [step]},
-                       {"engine_start_s": 40.0, "generated_tokens": 65536, "generate_s": 3.0,
-                        "generate_tokens_per_s": 21845.3})
+                       {"engine_start_s": 40.0, "generated_tokens": 65536, "unseeded_s": 3.0,
+                        "unseeded_tokens_per_s": 21845.3, "seeded_s": 4.0,
+                        "seeded_tokens_per_s": 16384.0})
     assert "| 2 | 1.00 | 1.00 | 1.00 | 1.00 | 1.00 | 1.00 | 9.50 | 65,536 | 20,000 | 75,000 " \
            "| 0.050 / 0.400 |" in text
     assert "engine start 45.0 s, first refit 0.02 s" in text
-    assert "65,536 tokens in 3.00 s = 21,845 tokens/s" in text
+    assert ("65,536 tokens at 21,845 tokens/s (3.00 s; a seed per prompt as in the loop: "
+            "16,384 tokens/s, 4.00 s; engine start 40.0 s)") in text
     assert "GRPO run failed:\nboom" == bench.table({"error": "boom"}, None)
