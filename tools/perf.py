@@ -6,16 +6,18 @@
         [--warmup 2] [--steps 5] [--trace DIR]
 
 `flops` prints model FLOPs per token (Megatron-LM's count; causal and non-causal attention) as
-JSON, at `--seq-len` (default: data.max_seq_len). `memory` prints the estimated
-GPU memory per rank at the recipe's layout on --world-size GPUs (engine.metrics.memory): model
-states, bytes per micro-batch token, the step's peak at the recipe's token budget, and the
-largest budget that fits on a GPU of --gpu-gib. `step` builds the recipe's training at this
-launch's layout, runs warm-up steps, then times N steps on real packed batches and prints, from
-global rank 0: tokens/s/GPU, TFLOP/s/GPU (causal count over the real sequence lengths), MFU
-(when the GPU's peak is known or logging.peak_tflops is set), peak memory, and the time per
-phase (data, forward-backward, grad reduce, optimizer). With --trace, the timed steps are
-recorded with the torch profiler into DIR (one trace per rank, viewable in TensorBoard or
-Perfetto), and rank 0 prints the 30 operators and kernels that took the most time to stderr.
+JSON, at `--seq-len` (default: data.max_seq_len). `memory` prints the estimated GPU memory per
+rank at the recipe's layout on --world-size GPUs (engine.metrics.memory): model states, bytes
+per micro-batch token, the step's peak at the recipe's token budget, and the largest budget that
+fits on a GPU of --gpu-gib; for RLVR the reference and value models count too, and it says
+whether every model's states fit beside the vLLM engines while they generate. `step` builds
+the recipe's training at this launch's layout, runs warm-up steps, then times N steps on real
+packed batches and prints, from global rank 0: tokens/s/GPU, TFLOP/s/GPU (causal count over the
+real sequence lengths), MFU (when the GPU's peak is known or logging.peak_tflops is set), peak
+memory, and the time per phase (data, forward-backward, grad reduce, optimizer). With --trace,
+the timed steps are recorded with the torch profiler into DIR (one trace per rank, viewable in
+TensorBoard or Perfetto), and rank 0 prints the 30 operators and kernels that took the most
+time to stderr.
 """
 
 from __future__ import annotations
@@ -51,16 +53,29 @@ def memory(cfg, world_size: int, gpu_gib: float) -> dict:
     p = cfg.parallel
     dp = cfg.data_parallel_size(world_size)
     kernel = cfg.train.cross_entropy if cfg.train.cross_entropy in ("megatron", "fused") else "te"
-    e = estimate_memory(cfg, p.tp, p.pp, dp, cross_entropy=kernel)
-    budget = cfg.data.max_tokens_per_micro_batch
-    fits = e.max_tokens_per_micro_batch(gpu_gib * GIB)
-    return {"tp": p.tp, "pp": p.pp, "dp": dp, "precision": cfg.precision,
-            "params_per_rank": e.params_per_rank,
-            "model_state_gib": e.model_state_bytes / GIB,
-            "mib_per_micro_batch_token": e.bytes_per_token / 2**20,
-            "max_tokens_per_micro_batch": budget,
-            "estimated_peak_gib": e.step_bytes(budget) / GIB,
-            "gpu_gib": gpu_gib, "largest_budget_that_fits": fits}
+    frozen, trained = [], []
+    if cfg.stage == "rlvr":
+        from engine.stages.rlvr import held_models
+
+        frozen, trained = held_models(cfg)
+    e = estimate_memory(cfg, p.tp, p.pp, dp, cross_entropy=kernel, frozen=frozen,
+                        trained=trained)
+    budget, gpu = cfg.data.max_tokens_per_micro_batch, gpu_gib * GIB
+    result = {"tp": p.tp, "pp": p.pp, "dp": dp, "precision": cfg.precision,
+              "params_per_rank": e.params_per_rank,
+              "model_state_gib": e.model_state_bytes / GIB,
+              "other_models_gib": e.other_models_bytes / GIB,
+              "mib_per_micro_batch_token": e.bytes_per_token / 2**20,
+              "max_tokens_per_micro_batch": budget,
+              "estimated_peak_gib": e.step_bytes(budget) / GIB,
+              "gpu_gib": gpu_gib, "largest_budget_that_fits": e.max_tokens_per_micro_batch(gpu)}
+    if cfg.stage == "rlvr":
+        engines = cfg.rollout.gpu_memory_fraction * gpu
+        result.update(reference_model=bool(frozen), value_model=bool(trained),
+                      engines_gib=engines / GIB,
+                      generation_peak_gib=e.generation_bytes(engines) / GIB,
+                      generation_fits=e.generation_bytes(engines) <= gpu)
+    return result
 
 
 def step(cfg, warmup: int, steps: int, trace: str | None) -> dict | None:

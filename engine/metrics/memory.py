@@ -19,13 +19,20 @@ logits: per token, the hidden-state gradient its loss computes in the forward an
 statistics; once, one chunk's logits and the fp32 weight gradient with its cast. On top: one
 layer's worth of transient gradients and a fixed reserve for CUDA context, cuBLAS and allocator
 workspaces.
+
+Other models a run holds beside the trained one, at the same layout: frozen ones (RLVR's
+reference policy: its weights in the compute precision) and trained ones (PPO's value model:
+its own model states; its activations come after the policy's, so a micro-batch's bytes per
+token are the larger model's). RLVR's colocated vLLM engines take their share of the GPU only
+while they generate, beside the model states (`generation_bytes`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Sequence
 
-from engine.config import Config
+from engine.config import Config, ModelConfig
 from kernels.linear_cross_entropy import CHUNK_TOKENS
 
 GIB = 2**30
@@ -41,6 +48,7 @@ class MemoryEstimate:
     logits_bytes_per_token: float
     transient_bytes_per_token: float  # one layer's gradients during the backward
     head_bytes: float = 0.0  # a fused head's per-step buffers, whatever the token budget
+    other_models_bytes: float = 0.0  # frozen and trained companions, held all run
 
     @property
     def bytes_per_token(self) -> float:
@@ -49,8 +57,13 @@ class MemoryEstimate:
 
     def step_bytes(self, tokens_per_micro_batch: int) -> float:
         """Peak bytes of a step whose micro-batches hold this many tokens."""
-        return (self.model_state_bytes + RESERVE_BYTES + self.head_bytes
-                + self.bytes_per_token * tokens_per_micro_batch)
+        return (self.model_state_bytes + self.other_models_bytes + RESERVE_BYTES
+                + self.head_bytes + self.bytes_per_token * tokens_per_micro_batch)
+
+    def generation_bytes(self, engine_bytes: float) -> float:
+        """Bytes while colocated engines of `engine_bytes` generate: every model's states (the
+        trainer's activations freed) beside the engines."""
+        return self.model_state_bytes + self.other_models_bytes + RESERVE_BYTES + engine_bytes
 
     def max_tokens_per_micro_batch(self, gpu_bytes: float, multiple: int = 1024) -> int:
         """The largest token budget (a multiple of `multiple`) whose step fits on a GPU of
@@ -61,28 +74,50 @@ class MemoryEstimate:
         return int(free / self.bytes_per_token) // multiple * multiple
 
 
-def parameter_counts(cfg: Config) -> tuple[int, int, int]:
+def parameter_counts(m: ModelConfig) -> tuple[int, int, int]:
     """(per transformer layer, embedding, output layer; 0 when tied) of the whole model."""
-    m = cfg.model
     h, q = m.hidden_size, m.num_attention_heads * m.kv_channels
     kv = m.num_query_groups * m.kv_channels
     attention = h * (q + 2 * kv) + q * h + (q + 2 * kv if m.qkv_bias else 0)
     layer = attention + 3 * h * m.ffn_hidden_size + 2 * h
     embedding = m.vocab_size * h
-    return layer, embedding, 0 if m.tie_word_embeddings else embedding
+    tied = m.tie_word_embeddings and m.head == "lm"
+    return layer, embedding, 0 if tied else m.output_size * h
 
 
-def estimate_memory(cfg: Config, tp: int, pp: int, dp: int,
-                    cross_entropy: str = "te") -> MemoryEstimate:
-    """Per-rank estimate at this layout; `cross_entropy` is the kernel that will run (`te`
-    works in place on the logits, `megatron` adds fp32 copies, `fused` holds none)."""
-    m, p = cfg.model, cfg.parallel
-    layer, embedding, output = parameter_counts(cfg)
-    vocab = m.padded_vocab_size(tp)
-    # The largest stage: its layers plus, at PP=1, embedding, output layer and final norm; at
-    # PP > 1 the embedding (first stage) or the output layer / tied copy and norm (last).
+def params_per_rank(m: ModelConfig, tp: int, pp: int) -> int:
+    """Parameters of the largest stage's TP shard: its layers plus, at PP=1, embedding, output
+    layer and final norm; at PP > 1 the embedding (first stage; the last stage's output layer or
+    tied copy and norm are no larger)."""
+    layer, embedding, output = parameter_counts(m)
     head = embedding + output + m.hidden_size if pp == 1 else embedding + m.hidden_size
-    params = (m.num_layers // pp * layer + head) // tp
+    return (m.num_layers // pp * layer + head) // tp
+
+
+def estimate_memory(cfg: Config, tp: int, pp: int, dp: int, cross_entropy: str = "te",
+                    frozen: Sequence[ModelConfig] = (),
+                    trained: Sequence[ModelConfig] = ()) -> MemoryEstimate:
+    """Per-rank estimate at this layout for training `cfg.model`; `cross_entropy` is the kernel
+    that will run (`te` works in place on the logits, `megatron` adds fp32 copies, `fused` holds
+    none); `frozen` and `trained`: the other models the run holds (see the module docstring)."""
+    policy = _trained_model(cfg, cfg.model, tp, pp, dp, cross_entropy)
+    element = 2 if cfg.precision == "bf16" else 4
+    others = sum(params_per_rank(m, tp, pp) * element for m in frozen)
+    largest = policy
+    for m in trained:
+        companion = _trained_model(cfg, m, tp, pp, dp, cross_entropy)
+        others += companion.model_state_bytes
+        if companion.bytes_per_token + companion.head_bytes > \
+                largest.bytes_per_token + largest.head_bytes:
+            largest = companion
+    return replace(largest, params_per_rank=policy.params_per_rank,
+                   model_state_bytes=policy.model_state_bytes, other_models_bytes=others)
+
+
+def _trained_model(cfg: Config, m: ModelConfig, tp: int, pp: int, dp: int,
+                   cross_entropy: str) -> MemoryEstimate:
+    p = cfg.parallel
+    params = params_per_rank(m, tp, pp)
     bf16 = cfg.precision == "bf16"
     optimizer_bytes = (12 if bf16 else 8) / (dp if p.distributed_optimizer else 1)
     state = params * ((2 + 4 if bf16 else 4 + 4) + optimizer_bytes)
@@ -92,12 +127,12 @@ def estimate_memory(cfg: Config, tp: int, pp: int, dp: int,
     element = 2 if bf16 else 4
     norms = 4 * h / (tp if p.sp else 1)
     per_layer = (norms + (2 * q + 2 * kv + 3 * m.ffn_hidden_size) / tp) * element
-    logits, head = vocab / tp * element, 0.0
-    if cross_entropy == "megatron":
-        logits += 2 * vocab / tp * 4  # its fp32 copy and saved fp32 softmax
-    if cross_entropy == "fused":
+    logits, head = m.padded_output_size(tp) / tp * element, 0.0
+    if m.head == "lm" and cross_entropy == "megatron":
+        logits += 2 * m.padded_output_size(tp) / tp * 4  # its fp32 copy and saved fp32 softmax
+    if m.head == "lm" and cross_entropy == "fused":
         logits = h * element + 3 * 4
-        head = vocab / tp * (CHUNK_TOKENS * element + h * (4 + element))
+        head = m.padded_output_size(tp) / tp * (CHUNK_TOKENS * element + h * (4 + element))
     return MemoryEstimate(params_per_rank=params, model_state_bytes=state,
                           activation_bytes_per_token=m.num_layers * per_layer,
                           logits_bytes_per_token=logits, transient_bytes_per_token=per_layer,

@@ -21,7 +21,7 @@ from functools import partial
 import numpy as np
 
 from engine.config import (ADVANTAGE_NORMALIZATIONS, KL_ESTIMATORS, MATH_RULES, RL_ALGORITHMS,
-                           Config, ConfigError)
+                           Config, ConfigError, ModelConfig)
 from engine.data.chat_template import ChatFormat
 from engine.data.prepare import Prepared, Tokenized, prepare
 from engine.data.records import SkipReport
@@ -129,6 +129,16 @@ def _validate_ppo(cfg: Config) -> None:
                               f"({value_model.vocab_size}) is not the policy's "
                               f"({cfg.model.vocab_size}); both read the same token ids")
         HFReader(v.init_from_hf)  # shards present and readable, before any model
+
+
+def held_models(cfg: Config) -> tuple[list[ModelConfig], list[ModelConfig]]:
+    """The models a run holds beside the policy, at its layout: (frozen: the reference, when the
+    loss has a KL term; trained: PPO's value model)."""
+    from engine.train.critic import value_model_config
+
+    frozen = [cfg.model] if cfg.rlvr.kl_coef else []
+    trained = [value_model_config(cfg)] if cfg.rlvr.algorithm == "ppo" else []
+    return frozen, trained
 
 
 def updates_per_step(cfg: Config) -> int:

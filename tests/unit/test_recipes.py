@@ -83,3 +83,37 @@ def test_tiny_recipes_validate_on_one_to_four_processes(name):
     for world in (1, 2, 4):
         cfg.validate(world)
     assert cfg.model.kv_channels >= 32  # vLLM serves head_dim >= 32
+
+
+# recipe, world size; the 70B PPO run's value model is Tülu 3's 8B reward model (Llama-3.1-8B)
+FIT = [("llama3.1-8b/sft", 64), ("llama3.1-70b/sft", 64), ("llama3.1-8b/dpo", 32),
+       ("llama3.1-70b/dpo", 64), ("llama3.1-8b/grpo", 8), ("llama3.1-8b/ppo", 8),
+       ("llama3.1-70b/ppo", 64)]
+
+
+@pytest.mark.parametrize("name, world", FIT, ids=[n for n, _ in FIT])
+def test_tulu3_recipes_fit_an_80_gb_gpu_by_the_memory_estimate(name, world):
+    """Every model a run holds (policy; RLVR's reference; PPO's value model) and a micro-batch at
+    the recipe's budget fit the usable 92% of 80 GiB; RLVR's model states also fit beside the
+    engines' share while they generate."""
+    import dataclasses
+
+    from engine.metrics.memory import GIB, USABLE_FRACTION, estimate_memory
+    from engine.stages.rlvr import held_models
+
+    cfg = load_recipe(ROOT / f"recipes/tulu3/{name}.yaml",
+                      ["model.init_from_checkpoint=null", "model.init_from_hf=null",
+                       *(["value.init_from_hf=null"] if name.endswith("ppo") else [])])
+    cfg.validate(world)
+    frozen, trained = held_models(cfg) if cfg.stage == "rlvr" else ([], [])
+    if name == "llama3.1-70b/ppo":
+        eight_b = load_recipe(ROOT / "recipes/tulu3/llama3.1-8b/sft.yaml").model
+        trained = [dataclasses.replace(eight_b, head="value", tie_word_embeddings=False)]
+    p, gpu = cfg.parallel, 80 * GIB
+    e = estimate_memory(cfg, p.tp, p.pp, cfg.data_parallel_size(world), frozen=frozen,
+                        trained=trained)
+    assert (len(frozen), len(trained)) == {"grpo": (1, 0), "ppo": (1, 1)}.get(
+        name.split("/")[1], (0, 0))
+    assert e.step_bytes(cfg.data.max_tokens_per_micro_batch) <= USABLE_FRACTION * gpu
+    if cfg.stage == "rlvr":
+        assert e.generation_bytes(cfg.rollout.gpu_memory_fraction * gpu) <= gpu

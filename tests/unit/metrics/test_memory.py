@@ -2,32 +2,42 @@
 activations scale with the layout as their definitions say, and the budget search inverts the
 step estimate. Its calibration against measured peaks is in the README (H100, 1B shape)."""
 
+import dataclasses
+
 import pytest
 
-from engine.metrics.memory import GIB, RESERVE_BYTES, estimate_memory, parameter_counts
+from engine.metrics.memory import (GIB, RESERVE_BYTES, estimate_memory, parameter_counts,
+                                   params_per_rank)
 from engine.recipe import load_recipe
+from engine.train.critic import value_model_config
 from tests.util import ROOT, TINY
 
 BENCH = ROOT / "recipes" / "bench" / "llama-1b-shape.yaml"
 
 
-def test_parameter_count_equals_the_built_model(single_process):
+@pytest.mark.parametrize("head", ["lm", "value"])
+def test_parameter_count_equals_the_built_model(single_process, head):
     import torch
 
     from engine.model.build import build_model
 
     cfg = load_recipe(TINY)
+    if head == "value":  # PPO's value model: the policy's architecture with a scalar head
+        cfg = dataclasses.replace(cfg, model=value_model_config(cfg))
+    m = cfg.model
     model = build_model(cfg, first_stage=True, last_stage=True, device=torch.device("cpu"))
-    layer, embedding, output = parameter_counts(cfg)
-    padding = (cfg.model.padded_vocab_size(1) - cfg.model.vocab_size) * cfg.model.hidden_size
+    layer, embedding, output = parameter_counts(m)
+    padding = (m.padded_vocab_size(1) - m.vocab_size) * m.hidden_size
+    if head == "value":
+        padding += (m.padded_output_size(1) - 1) * m.hidden_size
     built = sum(p.numel() for p in model.parameters())
-    assert built == cfg.model.num_layers * layer + embedding + output + padding \
-        + cfg.model.hidden_size
+    assert built == m.num_layers * layer + embedding + output + padding + m.hidden_size
+    assert params_per_rank(m, tp=1, pp=1) == built - padding
 
 
 def test_llama_1b_shape_counts_as_published():
     cfg = load_recipe(BENCH)
-    layer, embedding, output = parameter_counts(cfg)
+    layer, embedding, output = parameter_counts(cfg.model)
     assert output == 0  # tied
     assert 16 * layer + embedding + 2048 == pytest.approx(1.2358e9, rel=1e-4)  # Llama-3.2-1B
 
@@ -65,3 +75,30 @@ def test_largest_budget_fits_and_the_next_does_not(kernel):
     assert budget % 1024 == 0 and budget > 16384
     assert e.step_bytes(budget) <= gpu * 0.92 < e.step_bytes(budget + 1024)
     assert e.max_tokens_per_micro_batch(e.step_bytes(0)) == 0
+
+
+def test_a_frozen_reference_adds_its_weights_and_a_value_model_its_states():
+    cfg = load_recipe(BENCH)  # bf16
+    policy = estimate_memory(cfg, tp=2, pp=1, dp=4)
+    value = value_model_config(cfg)
+    grpo = estimate_memory(cfg, tp=2, pp=1, dp=4, frozen=[cfg.model])
+    assert grpo.other_models_bytes == policy.params_per_rank * 2  # bf16 weights, nothing else
+    ppo = estimate_memory(cfg, tp=2, pp=1, dp=4, frozen=[cfg.model], trained=[value])
+    value_params = params_per_rank(value, tp=2, pp=1)
+    assert ppo.other_models_bytes == grpo.other_models_bytes + value_params * (2 + 4 + 12 / 4)
+    assert ppo.model_state_bytes == policy.model_state_bytes  # the policy's own, apart
+    assert ppo.step_bytes(0) - policy.step_bytes(0) == ppo.other_models_bytes
+    # the value model's micro-batches follow the policy's: per token the larger of the two
+    assert ppo.bytes_per_token == policy.bytes_per_token
+    wider = dataclasses.replace(value, hidden_size=4096, ffn_hidden_size=16384)
+    big = estimate_memory(cfg, tp=2, pp=1, dp=4, trained=[wider])
+    assert big.bytes_per_token == estimate_memory(
+        dataclasses.replace(cfg, model=wider), tp=2, pp=1, dp=4).bytes_per_token
+    assert big.params_per_rank == policy.params_per_rank
+
+
+def test_generation_holds_every_models_states_beside_the_engines():
+    cfg = load_recipe(BENCH)
+    e = estimate_memory(cfg, tp=1, pp=1, dp=1, frozen=[cfg.model])
+    assert e.generation_bytes(10 * GIB) == \
+        e.model_state_bytes + e.other_models_bytes + RESERVE_BYTES + 10 * GIB
