@@ -1,7 +1,7 @@
 """Every GPU measurement and GPU test in one command, for one Markdown report.
 
-    python -m tools.gpu_report [--out runs/gpu-report] [--peer ../shared/bench/peer_baseline.py]
-        [--parts throughput,wgrad,local,rlvr,tests] [--limit PART=SECONDS ...]
+    python -m tools.gpu_report [--out runs/gpu-report] [--peer ../shared/bench/peer_baseline.py
+        | --no-peer] [--parts throughput,wgrad,local,rlvr,tests] [--limit PART=SECONDS ...]
 
 The parts, each in its own process with its own time limit (a part that fails or runs out of
 time is reported as such, and the next one runs); all of them take about 15 minutes on an H100,
@@ -39,11 +39,12 @@ LIMITS_S = {"throughput": 420, "wgrad": 240, "local": 120, "rlvr": 360, "tests":
 TAIL_LINES = 30
 
 
-def commands(out: Path, peer: str) -> dict[str, list[str]]:
+def commands(out: Path, peer: str | None) -> dict[str, list[str]]:
+    """Each part's command line (`peer`: the peer's script, None for none)."""
     py, bench = sys.executable, [sys.executable, "-m", "tools.bench_throughput", "--steps", "8",
                                  "--warmup", "3"]
     return {
-        "throughput": [*bench, "--peer", peer, "--variants",
+        "throughput": [*bench, *(["--peer", peer] if peer else ["--no-peer"]), "--variants",
                        "4x4096,1x16384,1x16384-packed", "--vary", "train.cross_entropy",
                        "te,fused", "--out", str(out / "throughput.json")],
         "wgrad": [*bench, "--no-peer", "--variants", "4x4096,1x16384-packed",
@@ -126,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/gpu-report")
     parser.add_argument("--peer", default=str(ROOT.parent / "shared/bench/peer_baseline.py"))
+    parser.add_argument("--no-peer", action="store_true", help="the throughput part alone")
     parser.add_argument("--parts", default=",".join(PARTS))
     parser.add_argument("--limit", action="append", default=[], metavar="PART=SECONDS")
     args = parser.parse_args(argv)
@@ -134,13 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise ConfigError(f"unknown part {unknown[0]!r}; known: {', '.join(PARTS)}")
     limits = parse_limits(args.limit)
+    if "throughput" in parts and not args.no_peer and not Path(args.peer).is_file():
+        raise ConfigError(f"peer script not found: {args.peer} (--peer PATH or --no-peer)")
     import torch
 
     if not torch.cuda.is_available():
         raise ConfigError("tools.gpu_report measures a GPU and this machine has no CUDA device")
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    header, cmds, results = versions(), commands(out, args.peer), []
+    header, results = versions(), []
+    cmds = commands(out, None if args.no_peer else args.peer)
     for name in parts:
         print(f"{name}: running (limit {limits[name]:g} s)", flush=True)
         results.append(run_part(name, cmds[name], limits[name], out))

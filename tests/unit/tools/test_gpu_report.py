@@ -37,12 +37,14 @@ def test_every_part_has_a_command_and_a_limit(tmp_path):
     assert set(commands) == set(gpu_report.PARTS) == set(gpu_report.LIMITS_S)
     assert "--peer" in commands["throughput"] and "peer.py" in commands["throughput"]
     assert str(tmp_path / "rlvr.json") in commands["rlvr"]
+    assert "--no-peer" in gpu_report.commands(tmp_path, None)["throughput"]
 
 
 @pytest.mark.parametrize("args, message", [
     (["--parts", "throughput,speed"], "unknown part 'speed'"),
     (["--limit", "rlvr=soon"], "--limit takes PART=SECONDS"),
     (["--limit", "bench=10"], "--limit takes PART=SECONDS"),
+    (["--peer", "missing/peer.py"], "peer script not found: missing/peer.py"),
 ])
 def test_bad_parts_and_limits_are_refused(args, message):
     with pytest.raises(ConfigError, match=message):
