@@ -33,29 +33,29 @@ from engine.cli import parse, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "bench" / "llama-1b-shape.yaml"
+PROMPT_TOKENS = 64  # rlvr.max_prompt_tokens: the rendered counting prompts are shorter
 PHASES = ("generate", "sleep", "score", "logprobs", "train", "refit")
 LOGGED = {"engine_start_s": r"rollout: .* started in ([0-9.]+)s",
           "first_refit_s": r"rollout: weights into the engines in ([0-9.]+)s"}
 
 
-def write_prompts(path: Path, count: int) -> list[str]:
-    """`count` GSM8K-verified counting prompts (distinct start numbers); their user texts."""
-    texts = [f"Count from {start} to {start + 3}." for start in range(11, 11 + count)]
+def write_prompts(path: Path, count: int) -> None:
+    """`count` GSM8K-verified counting prompts (distinct start numbers)."""
     with open(path, "w") as f:
-        for start, text in zip(range(11, 11 + count), texts):
-            f.write(json.dumps({"messages": [{"role": "user", "content": text}],
+        for start in range(11, 11 + count):
+            f.write(json.dumps({"messages": [{"role": "user",
+                                              "content": f"Count from {start} to {start + 3}."}],
                                 "ground_truth": str(start + 3), "dataset": "gsm8k"}) + "\n")
-    return texts
 
 
 def grpo_overrides(args, work: Path) -> list[str]:
-    longest = 64 + args.max_new_tokens
+    longest = PROMPT_TOKENS + args.max_new_tokens
     return ["stage=rlvr", f"output_dir={work / 'run'}",
             f"data.sources=[{{path: {work / 'prompts.jsonl'}}}]", "data.chat_template=tulu",
             "data.shuffle=true", f"data.global_batch_size={args.prompts}",
             f"data.max_tokens_per_micro_batch={max(16384, longest)}",
             f"rollout.max_new_tokens={args.max_new_tokens}", "rollout.temperature=1.0",
-            f"rlvr.samples_per_prompt={args.samples}", "rlvr.max_prompt_tokens=64",
+            f"rlvr.samples_per_prompt={args.samples}", f"rlvr.max_prompt_tokens={PROMPT_TOKENS}",
             "rlvr.kl_coef=0.01", "rlvr.kl_estimator=k3", "rlvr.mini_batches=1",
             "optim.lr=5.0e-7", "optim.min_lr=5.0e-7", "optim.decay=constant",
             "train.cross_entropy=fused", "train.loss_reduction=token_mean",
@@ -70,7 +70,7 @@ def grpo_run(args, work: Path, overrides: list[str]) -> dict:
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if proc.returncode:
-        return {"error": proc.stderr[-3000:].strip() or f"exit status {proc.returncode}"}
+        return _failure(proc)
     log = (work / "run" / "train.log").read_text()
     found = {key: float(m.group(1)) for key, pattern in LOGGED.items()
              if (m := re.search(pattern, log))}
@@ -117,18 +117,21 @@ def standalone_run(run: dict, args, work: Path) -> dict:
     """`standalone` in a fresh process, on the GRPO run's engine config and prompt lengths."""
     step = run["steps"][-1]
     answers = args.prompts * args.samples
-    prompt_tokens = round((step["tokens"] - step["generated_tokens"]) / answers) \
-        if "tokens" in step else 40
+    prompt_tokens = round((step["tokens"] - step["generated_tokens"]) / answers)
     spec = {"config_dir": str(work / "run" / "rollout_model"),
-            "prompt_lengths": [max(prompt_tokens, 1)] * args.prompts, "samples": args.samples,
+            "prompt_lengths": [prompt_tokens] * args.prompts, "samples": args.samples,
             "max_new_tokens": args.max_new_tokens, "memory_fraction": args.memory_fraction,
             "dtype": args.dtype}
     cmd = [sys.executable, "-m", "tools.bench_rlvr", "--standalone-spec", json.dumps(spec)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode:
-        return {"error": proc.stderr[-3000:].strip() or f"exit status {proc.returncode}"}
+        return _failure(proc)
     return [json.loads(line) for line in proc.stdout.splitlines()
             if line.startswith('{"engine_start_s"')][-1]
+
+
+def _failure(proc: subprocess.CompletedProcess) -> dict:
+    return {"error": proc.stderr[-3000:].strip() or f"exit status {proc.returncode}"}
 
 
 def table(run: dict, alone: dict | None) -> str:

@@ -71,10 +71,10 @@ def memory(cfg, world_size: int, gpu_gib: float) -> dict:
               "gpu_gib": gpu_gib, "largest_budget_that_fits": e.max_tokens_per_micro_batch(gpu)}
     if cfg.stage == "rlvr":
         engines = cfg.rollout.gpu_memory_fraction * gpu
+        generation = e.generation_bytes(engines)
         result.update(reference_model=bool(frozen), value_model=bool(trained),
-                      engines_gib=engines / GIB,
-                      generation_peak_gib=e.generation_bytes(engines) / GIB,
-                      generation_fits=e.generation_bytes(engines) <= gpu)
+                      engines_gib=engines / GIB, generation_peak_gib=generation / GIB,
+                      generation_fits=generation <= gpu)
     return result
 
 

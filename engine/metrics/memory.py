@@ -23,8 +23,9 @@ workspaces.
 Other models a run holds beside the trained one, at the same layout: frozen ones (RLVR's
 reference policy: its weights in the compute precision) and trained ones (PPO's value model:
 its own model states; its activations come after the policy's, so a micro-batch's bytes per
-token are the larger model's). RLVR's colocated vLLM engines take their share of the GPU only
-while they generate, beside the model states (`generation_bytes`).
+token and a fused head's buffers are each the larger model's: an upper bound). RLVR's colocated
+vLLM engines take their share of the GPU only while they generate, beside the model states
+(`generation_bytes`).
 """
 
 from __future__ import annotations
@@ -101,17 +102,19 @@ def estimate_memory(cfg: Config, tp: int, pp: int, dp: int, cross_entropy: str =
     that will run (`te` works in place on the logits, `megatron` adds fp32 copies, `fused` holds
     none); `frozen` and `trained`: the other models the run holds (see the module docstring)."""
     policy = _trained_model(cfg, cfg.model, tp, pp, dp, cross_entropy)
-    element = 2 if cfg.precision == "bf16" else 4
-    others = sum(params_per_rank(m, tp, pp) * element for m in frozen)
-    largest = policy
-    for m in trained:
-        companion = _trained_model(cfg, m, tp, pp, dp, cross_entropy)
-        others += companion.model_state_bytes
-        if companion.bytes_per_token + companion.head_bytes > \
-                largest.bytes_per_token + largest.head_bytes:
-            largest = companion
+    companions = [_trained_model(cfg, m, tp, pp, dp, cross_entropy) for m in trained]
+    others = sum(params_per_rank(m, tp, pp) * _element_bytes(cfg) for m in frozen) \
+        + sum(c.model_state_bytes for c in companions)
+    largest = max([policy, *companions], key=lambda e: e.bytes_per_token)
     return replace(largest, params_per_rank=policy.params_per_rank,
-                   model_state_bytes=policy.model_state_bytes, other_models_bytes=others)
+                   model_state_bytes=policy.model_state_bytes,
+                   head_bytes=max(e.head_bytes for e in [policy, *companions]),
+                   other_models_bytes=others)
+
+
+def _element_bytes(cfg: Config) -> int:
+    """Bytes of one element in the compute precision."""
+    return 2 if cfg.precision == "bf16" else 4
 
 
 def _trained_model(cfg: Config, m: ModelConfig, tp: int, pp: int, dp: int,
@@ -124,15 +127,16 @@ def _trained_model(cfg: Config, m: ModelConfig, tp: int, pp: int, dp: int,
 
     h, q = m.hidden_size, m.num_attention_heads * m.kv_channels
     kv = m.num_query_groups * m.kv_channels
-    element = 2 if bf16 else 4
+    element = _element_bytes(cfg)
     norms = 4 * h / (tp if p.sp else 1)
     per_layer = (norms + (2 * q + 2 * kv + 3 * m.ffn_hidden_size) / tp) * element
-    logits, head = m.padded_output_size(tp) / tp * element, 0.0
+    rows = m.padded_output_size(tp) / tp  # this rank's output-layer rows
+    logits, head = rows * element, 0.0
     if m.head == "lm" and cross_entropy == "megatron":
-        logits += 2 * m.padded_output_size(tp) / tp * 4  # its fp32 copy and saved fp32 softmax
+        logits += 2 * rows * 4  # its fp32 copy and saved fp32 softmax
     if m.head == "lm" and cross_entropy == "fused":
         logits = h * element + 3 * 4
-        head = m.padded_output_size(tp) / tp * (CHUNK_TOKENS * element + h * (4 + element))
+        head = rows * (CHUNK_TOKENS * element + h * (4 + element))
     return MemoryEstimate(params_per_rank=params, model_state_bytes=state,
                           activation_bytes_per_token=m.num_layers * per_layer,
                           logits_bytes_per_token=logits, transient_bytes_per_token=per_layer,

@@ -45,7 +45,7 @@ def test_every_step_logs_rollout_metrics_and_phases(straight):
         assert m["generate_tokens_per_s"] > 0 and m["rollout_rebuilds"] == 0
         for phase in ("generate", "score", "logprobs", "train", "refit"):
             assert m[f"time/{phase}"] > 0
-        assert m["time/sleep"] >= 0  # CPU: vLLM has no sleep mode, the phase is empty
+        assert 0 <= m["time/sleep"] < m["time/generate"]  # CPU: no sleep mode, nothing to do
         assert m["ratio"] == pytest.approx(1.0, abs=1e-5)  # one update per rollout: on-policy
     assert metrics[0]["kl"] == pytest.approx(0.0, abs=1e-9)  # the policy is the reference
     assert metrics[-1]["kl"] > 0

@@ -96,10 +96,9 @@ def test_tulu3_recipes_fit_an_80_gb_gpu_by_the_memory_estimate(name, world):
     """Every model a run holds (policy; RLVR's reference; PPO's value model) and a micro-batch at
     the recipe's budget fit the usable 92% of 80 GiB; RLVR's model states also fit beside the
     engines' share while they generate."""
-    import dataclasses
-
     from engine.metrics.memory import GIB, USABLE_FRACTION, estimate_memory
     from engine.stages.rlvr import held_models
+    from engine.train.critic import value_model_config
 
     cfg = load_recipe(ROOT / f"recipes/tulu3/{name}.yaml",
                       ["model.init_from_checkpoint=null", "model.init_from_hf=null",
@@ -107,8 +106,7 @@ def test_tulu3_recipes_fit_an_80_gb_gpu_by_the_memory_estimate(name, world):
     cfg.validate(world)
     frozen, trained = held_models(cfg) if cfg.stage == "rlvr" else ([], [])
     if name == "llama3.1-70b/ppo":
-        eight_b = load_recipe(ROOT / "recipes/tulu3/llama3.1-8b/sft.yaml").model
-        trained = [dataclasses.replace(eight_b, head="value", tie_word_embeddings=False)]
+        trained = [value_model_config(load_recipe(ROOT / "recipes/tulu3/llama3.1-8b/sft.yaml"))]
     p, gpu = cfg.parallel, 80 * GIB
     e = estimate_memory(cfg, p.tp, p.pp, cfg.data_parallel_size(world), frozen=frozen,
                         trained=trained)

@@ -95,6 +95,10 @@ def test_a_frozen_reference_adds_its_weights_and_a_value_model_its_states():
     assert big.bytes_per_token == estimate_memory(
         dataclasses.replace(cfg, model=wider), tp=2, pp=1, dp=4).bytes_per_token
     assert big.params_per_rank == policy.params_per_rank
+    # a fused head's buffers stay the policy's when the value model sets the per-token bytes
+    fused = estimate_memory(cfg, tp=2, pp=1, dp=4, cross_entropy="fused", trained=[wider])
+    assert fused.head_bytes == \
+        estimate_memory(cfg, tp=2, pp=1, dp=4, cross_entropy="fused").head_bytes > 0
 
 
 def test_generation_holds_every_models_states_beside_the_engines():
