@@ -38,6 +38,7 @@ PREFERENCE_LOSSES = ("dpo", "dpo_norm", "ipo", "simpo", "hinge")
 RL_ALGORITHMS = ("grpo", "ppo")
 ADVANTAGE_NORMALIZATIONS = ("standard", "centered")
 KL_ESTIMATORS = ("k1", "k2", "k3")
+OLD_LOGPROBS = ("auto", "recompute")
 MATH_RULES = ("flex", "math_verify")
 
 
@@ -227,6 +228,11 @@ class RLVRConfig:
     kl_estimator: str = "k3"  # k1 | k2 | k3
     mini_batches: int = 1  # optimizer steps per pass over the rollout batch
     epochs: int = 1  # passes over each rollout batch (PPO epochs)
+    # the old log-probs (the policy that sampled, in the trainer): auto — GRPO with one optimizer
+    # step per rollout batch (epochs × mini_batches = 1) takes them from its training forward,
+    # detached, which saves a forward pass over the answers; otherwise, and with recompute, a
+    # separate forward pass before training computes them
+    old_logprobs: str = "auto"  # auto | recompute
     verifiable_reward: float = 10.0  # a correct answer's reward (0 otherwise)
     truncation_penalty: Optional[float] = None  # replaces the reward of an answer that never
     #                                            stopped (Tülu 3's PPO: -10); None: no penalty

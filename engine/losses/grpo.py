@@ -15,8 +15,13 @@
 - The reduction is the engine's: the micro-batch's loss weights carry it (token_mean over every
   answer token of the global batch, or sequence_mean), so any split sums to the same loss.
 
-The registered loss `grpo` reads the per-token `old_logprobs`, `ref_logprobs` and `advantages`
-of the micro-batch (`MicroBatch.token_data`, laid out like the labels).
+The registered loss `grpo` reads per-token values of the micro-batch (`MicroBatch.token_data`,
+laid out like the labels): `advantages`; `old_logprobs`, unless `on_policy` (one optimizer step
+per rollout batch: the policy that trains is the one that sampled, so the old log-probs are its
+own, detached, and the ratio is 1); `ref_logprobs`, or without them (no reference model) the old
+log-probs stand in and the KL is measured to the policy before the step; `vllm_logprobs`, the
+sampler's, and `gap_weights`, each answer token's weight in the mean vLLM–trainer gap
+|old − vllm| (`logprob_gap_mean`; `logprob_gap_max`, a maximum, over the answer tokens).
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from engine.config import ADVANTAGE_NORMALIZATIONS as NORMALIZATIONS, KL_ESTIMAT
 from engine.losses.cross_entropy import label_logprobs_and_entropy, tempered
 from engine.losses.registry import register, token_count
 
-GRPO_METRICS = ("loss", "policy_loss", "kl", "clip_fraction", "ratio", "entropy")
+GRPO_METRICS = ("loss", "policy_loss", "kl", "clip_fraction", "ratio", "entropy",
+                "logprob_gap_mean")
+GRPO_MAXIMA = ("logprob_gap_max",)
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int,
@@ -68,26 +75,31 @@ def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str) -> t
     raise ValueError(f"KL estimator {estimator!r} is not one of {', '.join(KL_ESTIMATORS)}")
 
 
-@register("grpo", metrics=GRPO_METRICS)
+@register("grpo", metrics=GRPO_METRICS, maxima=GRPO_MAXIMA)
 def grpo(mb, logits, *, real_vocab_size: int, kernel: str = "auto", clip_low: float = 0.2,
          clip_high: float = 0.2, kl_coef: float = 0.01, kl_estimator: str = "k3",
-         temperature: float = 1.0):
+         temperature: float = 1.0, on_policy: bool = False):
     """The GRPO loss over the answer tokens of a packed micro-batch (weights: the reduction),
     on the distribution the answers were sampled from (logits / temperature)."""
     logp, entropy = label_logprobs_and_entropy(tempered(logits, temperature), mb.labels,
                                                real_vocab_size, kernel)
-    data, weights = mb.token_data, mb.loss_weights.double()
-    policy, clipped = clipped_surrogate(logp.double(), data["old_logprobs"].double(),
-                                        data["advantages"].double(), clip_low, clip_high)
-    kl = kl_estimate(logp.double(), data["ref_logprobs"].double(), kl_estimator)
+    data, weights, logp = mb.token_data, mb.loss_weights.double(), logp.double()
+    old = logp.detach() if on_policy else data["old_logprobs"].double()
+    ref = data["ref_logprobs"].double() if "ref_logprobs" in data else old
+    policy, clipped = clipped_surrogate(logp, old, data["advantages"].double(), clip_low,
+                                        clip_high)
+    kl = kl_estimate(logp, ref, kl_estimator)
     loss = (weights * (policy + kl_coef * kl)).sum()
 
     def mean(values):
         return (weights * values.detach()).sum().float()
 
+    gap_weights = data["gap_weights"].double()
+    gap = (old - data["vllm_logprobs"].double()).abs()
     metrics = {"loss": loss.detach().float(), "policy_loss": mean(policy), "kl": mean(kl),
                "clip_fraction": mean(clipped.double()),
-               "ratio": mean(torch.exp(logp.double() - data["old_logprobs"].double())),
-               "entropy": mean(entropy.double())}
+               "ratio": mean(torch.exp(logp - old)), "entropy": mean(entropy.double()),
+               "logprob_gap_mean": (gap_weights * gap).sum().float(),
+               "logprob_gap_max": torch.where(gap_weights > 0, gap, 0.0).max().float()}
     count = token_count(mb, loss.device)
     return loss.float(), count, metrics

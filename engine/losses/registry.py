@@ -6,7 +6,8 @@ pipeline stage, or with a fused head (`train.cross_entropy=fused`) the `HiddenSt
 functions of `engine.losses.cross_entropy` turn into log-probs or a loss chunk by chunk.
 `loss` carries the global normalization (its sum over micro-batches and data-parallel ranks is
 the step's loss), and so does every value in `metrics`, whose keys are declared at
-registration: the step sums each over micro-batches and data-parallel ranks.
+registration: the step sums each over micro-batches and data-parallel ranks. Keys declared as
+`maxima` are reduced by their maximum instead (a worst case, such as the largest log-prob gap).
 
     @register("cross_entropy", metrics=("loss",))
     def cross_entropy(mb, logits, *, real_vocab_size): ...
@@ -32,7 +33,8 @@ _LOSSES: dict[str, "LossFunction"] = {}
 @dataclass(frozen=True)
 class LossFunction:
     fn: Callable  # (mb, logits) -> (loss, token count, {metric: tensor})
-    metrics: tuple[str, ...]  # the keys of its metrics, in reporting order
+    metrics: tuple[str, ...]  # the keys of its summed metrics, in reporting order
+    maxima: tuple[str, ...] = ()  # the keys of its metrics reduced by their maximum, after them
 
     def __call__(self, mb, logits):
         return self.fn(mb, logits)
@@ -44,11 +46,11 @@ def token_count(mb, device: torch.device) -> torch.Tensor:
     return torch.full((), mb.num_tokens, dtype=torch.int, device=device)
 
 
-def register(name: str, metrics: tuple[str, ...]):
+def register(name: str, metrics: tuple[str, ...], maxima: tuple[str, ...] = ()):
     def add(fn: Callable) -> Callable:
         if name in _LOSSES:
             raise ValueError(f"loss {name!r} is registered twice")
-        _LOSSES[name] = LossFunction(fn, tuple(metrics))
+        _LOSSES[name] = LossFunction(fn, tuple(metrics), tuple(maxima))
         return fn
 
     return add
@@ -63,4 +65,4 @@ def get_loss(name: str, **options) -> LossFunction:
     if name not in _LOSSES:
         raise ConfigError(f"unknown loss {name!r}; registered: {', '.join(sorted(_LOSSES))}")
     loss = _LOSSES[name]
-    return LossFunction(partial(loss.fn, **options), loss.metrics)
+    return LossFunction(partial(loss.fn, **options), loss.metrics, loss.maxima)

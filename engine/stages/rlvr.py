@@ -20,8 +20,8 @@ from functools import partial
 
 import numpy as np
 
-from engine.config import (ADVANTAGE_NORMALIZATIONS, KL_ESTIMATORS, MATH_RULES, RL_ALGORITHMS,
-                           Config, ConfigError, ModelConfig)
+from engine.config import (ADVANTAGE_NORMALIZATIONS, KL_ESTIMATORS, MATH_RULES, OLD_LOGPROBS,
+                           RL_ALGORITHMS, Config, ConfigError, ModelConfig)
 from engine.data.chat_template import ChatFormat
 from engine.data.prepare import Prepared, Tokenized, prepare
 from engine.data.records import SkipReport
@@ -45,13 +45,23 @@ def prepare_prompts(cfg: Config) -> Prepared:
     return prepare(cfg, partial(_tokenize, cfg))
 
 
+def old_logprobs_from_training(cfg: Config) -> bool:
+    """Whether the training forward gives the old log-probs (detached): GRPO with one optimizer
+    step per rollout batch, where the policy that trains is still the one that sampled. PPO
+    needs them before training (its KL penalty is in the rewards)."""
+    r = cfg.rlvr
+    return (r.old_logprobs == "auto" and r.algorithm == "grpo"
+            and r.epochs * r.mini_batches == 1)
+
+
 def policy_loss(cfg: Config):
     """The clipped surrogate; GRPO adds its KL term, PPO has the KL in its rewards instead."""
     r = cfg.rlvr
     return get_loss("grpo", real_vocab_size=cfg.model.vocab_size, kernel=cfg.train.cross_entropy,
                     clip_low=r.clip_low, clip_high=r.clip_high,
                     kl_coef=r.kl_coef if r.algorithm == "grpo" else 0.0,
-                    kl_estimator=r.kl_estimator, temperature=cfg.rollout.temperature)
+                    kl_estimator=r.kl_estimator, temperature=cfg.rollout.temperature,
+                    on_policy=old_logprobs_from_training(cfg))
 
 
 def validate(cfg: Config) -> None:
@@ -60,6 +70,7 @@ def validate(cfg: Config) -> None:
                                  ADVANTAGE_NORMALIZATIONS),
                                 ("rlvr.algorithm", r.algorithm, RL_ALGORITHMS),
                                 ("rlvr.kl_estimator", r.kl_estimator, KL_ESTIMATORS),
+                                ("rlvr.old_logprobs", r.old_logprobs, OLD_LOGPROBS),
                                 ("rlvr.math_rule", r.math_rule, MATH_RULES),
                                 ("rollout.dtype", ro.dtype, (None, "float32", "bfloat16"))):
         if value not in allowed:

@@ -9,13 +9,16 @@ Each step:
 2. **score**: the verifiers (`engine.rewards.pool`, on global rank 0, broadcast), reward =
    `rlvr.verifiable_reward` × score, or `rlvr.truncation_penalty` for an answer that never
    stopped; GRPO: group-relative advantages (`engine.rollout.batch`);
-3. **log-probs**: the trainer recomputes the answers' old log-probs (the policy before this
-   step's updates) and the frozen reference's (a second model at the policy's layout, holding
-   the initial weights; none when `rlvr.kl_coef` is 0), and measures vLLM's distance to its own;
-   PPO: the value model's values (`engine.train.critic`), then the per-token rewards with the KL
-   penalty, GAE advantages (whitened) and returns (`engine.rollout.batch.ppo_advantages`);
+3. **log-probs**: the frozen reference's log-probs of the answers (a second model at the
+   policy's layout, holding the initial weights; none when `rlvr.kl_coef` is 0), and the old
+   ones (the policy before this step's updates) by a forward pass of the policy — except for
+   GRPO with one optimizer step per rollout batch, whose training forward gives them
+   (`engine.stages.rlvr.old_logprobs_from_training`): one forward pass fewer; PPO: the value
+   model's values (`engine.train.critic`), then the per-token rewards with the KL penalty, GAE
+   advantages (whitened) and returns (`engine.rollout.batch.ppo_advantages`);
 4. **train**: `rlvr.epochs` × `rlvr.mini_batches` optimizer steps on the `grpo` loss over the
-   answers (PPO: without its KL term), and on the same micro-batches the value model's;
+   answers (PPO: without its KL term), and on the same micro-batches the value model's; the
+   loss measures the trainer's old log-probs' distance to vLLM's;
 5. **refit**: the new weights into the engines (`ColocatedRollout.refit`).
 
 Per step, besides the loss's metrics (policy loss, KL, clip fraction, ratio, entropy): reward
@@ -51,6 +54,7 @@ from engine.losses.ppo import answer_rewards
 from engine.rollout.batch import RolloutBatch, ppo_advantages, rollout_batch
 from engine.rollout.colocated import ColocatedRollout
 from engine.rollout.vllm_engine import Completion, SamplingSpec
+from engine.stages.rlvr import old_logprobs_from_training
 from engine.train.build import Training, build_model_with_weights, build_training
 from engine.train.critic import Critic
 from engine.train.evaluate import log_eval
@@ -60,7 +64,7 @@ from engine.train.run import Run
 from engine.train.run_dir import open_run_dir
 from engine.train.step import StepResult
 
-LOGGED = ("reward", "accuracy", "answer_tokens", "truncated", "logprob_gap_max")
+LOGGED = ("reward", "accuracy", "answer_tokens", "truncated")
 
 
 TRAIN_SAMPLES, EVAL_SAMPLES = 0, 1  # seed streams
@@ -119,10 +123,8 @@ def build_reference(cfg: Config, layout: Layout):
     return model.eval()
 
 
-def rollout_metrics(batch: RolloutBatch, scores: list[list[float]], groups,
-                    old: list[np.ndarray]) -> dict:
-    """Per-step rollout metrics: reward, accuracy per dataset, length, truncation, and vLLM's
-    log-prob gap to the trainer's over the answer tokens."""
+def rollout_metrics(batch: RolloutBatch, scores: list[list[float]], groups) -> dict:
+    """Per-step rollout metrics: reward, accuracy per dataset, length, truncation."""
     flat_scores = np.asarray([s for group in scores for s in group])
     lengths = np.asarray([len(c.token_ids) for group in groups for c in group])
     out = {"reward": float(batch.rewards.mean()), "accuracy": float(flat_scores.mean()),
@@ -133,9 +135,6 @@ def rollout_metrics(batch: RolloutBatch, scores: list[list[float]], groups,
         by_dataset[dataset].append(score)
     for dataset, values in sorted(by_dataset.items()):
         out[f"accuracy/{dataset}"] = float(np.mean(values))
-    gaps = np.concatenate([np.abs(o - v)[m > 0] for o, v, m in
-                           zip(old, batch.vllm_logprobs, batch.answer_masks)])
-    out["logprob_gap_mean"], out["logprob_gap_max"] = float(gaps.mean()), float(gaps.max())
     return out
 
 
@@ -181,11 +180,21 @@ class RLVREvaluator:
         return out
 
 
-def _mean_result(results: list[StepResult]) -> StepResult:
-    """Several updates' results as one: metrics and gradient norms averaged, the first LR."""
-    mean = {k: float(np.mean([res.metrics[k] for res in results])) for k in results[0].metrics}
+def _mean_result(results: list[StepResult], maxima: tuple[str, ...] = ()) -> StepResult:
+    """Several updates' results as one: metrics (the maximum of `maxima`) and gradient norms
+    averaged, the first LR."""
+    mean = {k: float((max if k in maxima else np.mean)([res.metrics[k] for res in results]))
+            for k in results[0].metrics}
     return StepResult(mean, float(np.mean([res.grad_norm for res in results])), results[0].lr,
                       any(res.skipped for res in results))
+
+
+def gap_weights(answer_masks: list[np.ndarray], mini_batches: int) -> list[np.ndarray]:
+    """Each answer token's weight in the mean vLLM–trainer log-prob gap: 1 / the rollout batch's
+    answer tokens, × `mini_batches`, since each optimizer step sums over one mini-batch and
+    the step's metrics are the mean over its optimizer steps."""
+    total = sum(int((m > 0).sum()) for m in answer_masks)
+    return [(m > 0) * (mini_batches / max(total, 1)) for m in answer_masks]
 
 
 def _train_on(training: Training, critic: Critic | None, cfg: Config, layout: Layout,
@@ -211,7 +220,8 @@ def _train_on(training: Training, critic: Critic | None, cfg: Config, layout: La
                          [n for b in batches for n in b.lengths],
                          sum(b.target_tokens for b in batches),
                          sum(b.token_budget for b in batches))
-    return joined, _mean_result(results), _mean_result(value_results) if value_results else None
+    return (joined, _mean_result(results, training.step.loss.maxima),
+            _mean_result(value_results) if value_results else None)
 
 
 def train_rlvr(cfg: Config, layout: Layout, stage) -> int:
@@ -262,13 +272,19 @@ def _step(cfg, layout, training, critic, reference, rollout, scorer, spec, promp
                               groups, rewards,
                               r.advantage_normalization if critic is None else None)
     extra = {}
+    token_data = {"vllm_logprobs": batch.vllm_logprobs,
+                  "gap_weights": gap_weights(batch.answer_masks, r.mini_batches)}
     with timer("logprobs"):
         temperature = cfg.rollout.temperature
-        old = token_logprobs(training.model, batch.sequences, layout, cfg, pad_id, temperature)
-        ref = old if reference is None else \
-            token_logprobs(reference, batch.sequences, layout, cfg, pad_id, temperature)
-        token_data = {"old_logprobs": old, "ref_logprobs": ref}
+        if reference is not None:
+            token_data["ref_logprobs"] = token_logprobs(reference, batch.sequences, layout, cfg,
+                                                        pad_id, temperature)
+        if not old_logprobs_from_training(cfg):
+            token_data["old_logprobs"] = token_logprobs(training.model, batch.sequences, layout,
+                                                        cfg, pad_id, temperature)
         if critic is not None:
+            old = token_data["old_logprobs"]
+            ref = token_data.get("ref_logprobs", old)
             values = critic.values(batch.sequences, pad_id)
             batch.advantages, returns, ppo_metrics = ppo_advantages(
                 batch, old, ref, values, r.kl_coef, r.gamma, r.lam)
@@ -281,7 +297,7 @@ def _step(cfg, layout, training, critic, reference, rollout, scorer, spec, promp
     with timer("refit"):
         rollout.refit(training.model, step)
     answer_tokens = sum(len(c.token_ids) for group in groups for c in group)
-    extra.update(rollout_metrics(batch, scores, groups, old))
+    extra.update(rollout_metrics(batch, scores, groups))
     if value_result is not None:
         extra.update({k: v for k, v in value_result.metrics.items() if k != "loss"})
         extra.update(value_grad_norm=value_result.grad_norm, value_lr=value_result.lr)

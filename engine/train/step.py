@@ -3,8 +3,8 @@
 The loss is a `LossFunction` (`engine.losses`): a pure function of (micro-batch, logits) that
 returns (loss, token count, metrics), every value globally normalized. The step sums each metric
 over micro-batches and data-parallel replicas — whatever keys the loss declares, not only
-"loss" — and reports them with the learning rate, gradient norm and whether the update was
-skipped (non-finite gradients).
+"loss"; those it declares as maxima, it reduces by their maximum — and reports them with the
+learning rate, gradient norm and whether the update was skipped (non-finite gradients).
 """
 
 from __future__ import annotations
@@ -78,12 +78,20 @@ class TrainStep:
         return self._global_metrics(outputs)
 
     def _global_metrics(self, outputs: list[dict]) -> dict[str, float]:
-        """Σ over micro-batches and DP replicas of each metric: one all-reduce. Only the last
-        pipeline stage has outputs, and each of its TP ranks holds a copy."""
-        device, keys = self.layout.device, self.loss.metrics
-        local = torch.zeros(len(keys), dtype=torch.float64, device=device)
+        """Σ over micro-batches and DP replicas of each metric (one all-reduce), and the maximum
+        of each of the loss's maxima (one more). Only the last pipeline stage has outputs, and
+        each of its TP ranks holds a copy; the other stages add zeros, and −∞ to the maxima."""
+        device, keys, maxima = self.layout.device, self.loss.metrics, self.loss.maxima
+        sums = torch.zeros(len(keys), dtype=torch.float64, device=device)
+        tops = torch.full((len(maxima),), -torch.inf, dtype=torch.float64, device=device)
         if self.layout.is_last_stage:
-            local = torch.stack([sum((o[k] for o in outputs), torch.zeros((), device=device))
-                                 for k in keys]).double()
-        dist.all_reduce(local)
-        return {k: v / self.layout.tp for k, v in zip(keys, local.tolist())}
+            sums = torch.stack([sum((o[k] for o in outputs), torch.zeros((), device=device))
+                                for k in keys]).double()
+            if maxima:
+                tops = torch.stack([torch.stack([o[k] for o in outputs]).max()
+                                    for k in maxima]).double()
+        dist.all_reduce(sums)
+        if maxima:
+            dist.all_reduce(tops, op=dist.ReduceOp.MAX)
+        return {**{k: v / self.layout.tp for k, v in zip(keys, sums.tolist())},
+                **dict(zip(maxima, tops.tolist()))}

@@ -1,7 +1,8 @@
 """The RLVR stage end to end on the tiny recipe, from the tiny SFT model: vLLM generates, the
 verifiers score, GRPO trains, the weights go back into vLLM; every step logs its rollout
 metrics and phase times, and held-out rows are scored per dataset. A run interrupted by SIGTERM
-resumes to the uninterrupted run's numbers; a run at TP2 × PP2 with SP, the fused output layer
+resumes to the uninterrupted run's numbers; old log-probs from a separate forward pass give
+the run whose training forward gives them; a run at TP2 × PP2 with SP, the fused output layer
 and loss, and two rollout engines of TP 2 matches one process; an engine that dies mid-run is
 rebuilt and no step is lost or repeated."""
 
@@ -46,7 +47,8 @@ def test_every_step_logs_rollout_metrics_and_phases(straight):
         for phase in ("generate", "score", "logprobs", "train", "refit"):
             assert m[f"time/{phase}"] > 0
         assert 0 <= m["time/sleep"] < m["time/generate"]  # CPU: no sleep mode, nothing to do
-        assert m["ratio"] == pytest.approx(1.0, abs=1e-5)  # one update per rollout: on-policy
+        # one update per rollout batch: on-policy, the old log-probs are the training forward's
+        assert m["ratio"] == pytest.approx(1.0, abs=1e-12) and m["clip_fraction"] == 0
     assert metrics[0]["kl"] == pytest.approx(0.0, abs=1e-9)  # the policy is the reference
     assert metrics[-1]["kl"] > 0
 
@@ -67,6 +69,15 @@ def test_sigterm_then_resume_reproduces_the_run(straight, tiny_sft_run, tmp_path
     stop_after_first_step(out, _overrides(tiny_sft_run, NO_EVAL), RLVR)
     resumed = train(out, _overrides(tiny_sft_run, NO_EVAL), recipe=RLVR)
     assert_same_metrics(straight[1], resumed, COMPARED, 0.0)  # fp32, one process: identical
+
+
+def test_old_logprobs_from_a_separate_forward_pass_give_the_same_run(straight, tiny_sft_run,
+                                                                      tmp_path):
+    """The default takes them from the training forward (one pass fewer); `recompute` runs the
+    forward pass before training that several updates per rollout batch need."""
+    metrics = train(tmp_path / "run", _overrides(tiny_sft_run, "rlvr.old_logprobs=recompute",
+                                                 NO_EVAL), recipe=RLVR)
+    assert_same_metrics(straight[1], metrics, COMPARED + ("logprob_gap_mean", "ratio"), 1e-6)
 
 
 def test_tp2_pp2_sp_with_two_rollout_engines_matches_one_process(straight, tiny_sft_run,

@@ -78,6 +78,7 @@ def test_rlvr_stage_prepares_prompts_and_its_own_loop():
     ("rollout.top_p=1.5", "rollout.top_p must be in"),
     ("rollout.dtype=float16", "rollout.dtype='float16' is not one of float32, bfloat16"),
     ("rlvr.kl_coef=-1", "rlvr.kl_coef must be >= 0"),
+    ("rlvr.old_logprobs=never", "rlvr.old_logprobs='never' is not one of auto, recompute"),
 ])
 def test_rlvr_stage_checks_its_keys(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -94,6 +95,22 @@ def test_ppo_trains_the_policy_without_the_kl_term_and_counts_every_update():
     assert stage.loss(cfg).fn.keywords["kl_coef"] == 0.0  # the KL is in PPO's rewards
     grpo = load_recipe(TINY_RLVR, ["model.init_from_checkpoint=null"])
     assert stage.loss(grpo).fn.keywords["kl_coef"] == grpo.rlvr.kl_coef == 0.01
+
+
+@pytest.mark.parametrize("recipe, overrides, from_training", [
+    (TINY_RLVR, [], True),  # GRPO, one optimizer step per rollout batch: on-policy
+    (TINY_RLVR, ["rlvr.old_logprobs=recompute"], False),
+    (TINY_RLVR, ["rlvr.mini_batches=2"], False),  # the second step's policy has moved
+    (TINY_RLVR, ["rlvr.epochs=2"], False),
+    (TINY_PPO, ["rlvr.epochs=1"], False),  # PPO's rewards need them before training
+])
+def test_old_logprobs_come_from_the_training_forward_only_when_on_policy(recipe, overrides,
+                                                                        from_training):
+    from engine.stages.rlvr import old_logprobs_from_training
+
+    cfg = load_recipe(recipe, ["model.init_from_checkpoint=null", *overrides])
+    assert old_logprobs_from_training(cfg) is from_training
+    assert get_stage("rlvr").loss(cfg).fn.keywords["on_policy"] is from_training
 
 
 @pytest.mark.parametrize("override, message", [

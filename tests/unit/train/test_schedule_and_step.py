@@ -1,5 +1,6 @@
 """The forward-only pass gives log p(label) per token equal to log-softmax of the full logits,
-and the train step reduces every metric a loss declares, not only "loss"."""
+and the train step reduces every metric a loss declares, not only "loss": a sum, or for the
+loss's maxima, a maximum."""
 
 import numpy as np
 import pytest
@@ -62,18 +63,22 @@ def test_step_reduces_every_declared_metric(single_process):
     model = wrap_for_training(_model(cfg), cfg)
     optimizer, scheduler = build_optimizer(model, cfg, max_steps=1, warmup_steps=0)
 
-    def two_metrics(mb, logits):
+    def three_metrics(mb, logits):
         loss = weighted_cross_entropy(logits, mb.labels, mb.loss_weights, 50)
         sequences = torch.tensor(float(mb.num_sequences))
-        return loss, torch.tensor(mb.num_tokens), {"loss": loss.detach(), "sequences": sequences}
+        return loss, torch.tensor(mb.num_tokens), {"loss": loss.detach(), "sequences": sequences,
+                                                   "longest": mb.cu_seqlens.diff().max().float()}
 
     layout = Layout(rank=0, world_size=1, tp=1, pp=1, dp=1, tp_rank=0, pp_rank=0, dp_rank=0,
                     device=CPU)
     step = TrainStep(model, optimizer, scheduler, layout,
-                     LossFunction(two_metrics, ("loss", "sequences")))
+                     LossFunction(three_metrics, ("loss", "sequences"), maxima=("longest",)))
     evaluated = step.evaluate(_micro_batches())
     assert evaluated["sequences"] == 3.0  # summed over both micro-batches
+    assert evaluated["longest"] == 12.0  # the longest of 9, 5 and 12 tokens, not their sum
     result = step(_micro_batches())
-    assert result.metrics["sequences"] == 3.0 and result.loss == pytest.approx(
+    assert list(result.metrics) == ["loss", "sequences", "longest"]
+    assert (result.metrics["sequences"], result.metrics["longest"]) == (3.0, 12.0)
+    assert result.loss == pytest.approx(
         evaluated["loss"], rel=1e-6)  # the same weights before the update
     assert result.grad_norm > 0 and not result.skipped
