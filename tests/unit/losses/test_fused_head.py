@@ -22,18 +22,20 @@ def _micro_batch(kind: str):
     if kind == "dpo_norm":
         pairs = {"reference_logps": [-3.0, -2.5, -4.0, -1.0], "item_weights": [0.25] * 4}
         return collate(seqs, masks, 0, 4, sequence_data=pairs)
-    if kind == "grpo":
+    if kind.startswith("grpo"):
         per_token = {key: [rng.normal(size=len(m)) - (2 if key != "advantages" else 0)
                            for m in masks] for key in ("old_logprobs", "ref_logprobs",
-                                                       "advantages")}
+                                                       "advantages", "vllm_logprobs")}
+        per_token["gap_weights"] = [m / sum(m.sum() for m in masks) for m in masks]
         return collate(seqs, masks, 0, 4, token_data=per_token)
     return collate(seqs, [0.3 * m for m in masks], 0, 4)
 
 
 def _loss(kind: str):
     options = {"dpo_norm": dict(beta=0.5), "grpo": dict(kl_coef=0.1, temperature=0.7),
+               "grpo_on_policy": dict(kl_coef=0.1, temperature=0.7, on_policy=True),
                "cross_entropy": {}}[kind]
-    return get_loss(kind, real_vocab_size=VOCAB, **options)
+    return get_loss(kind.removesuffix("_on_policy"), real_vocab_size=VOCAB, **options)
 
 
 def _leaves():
@@ -43,7 +45,7 @@ def _leaves():
     return hidden.requires_grad_(), weight.requires_grad_()
 
 
-@pytest.mark.parametrize("kind", ["cross_entropy", "dpo_norm", "grpo"])
+@pytest.mark.parametrize("kind", ["cross_entropy", "dpo_norm", "grpo", "grpo_on_policy"])
 def test_a_fused_head_equals_the_logits(kind, single_process):
     mb = _micro_batch(kind)
     loss_fn = _loss(kind)
