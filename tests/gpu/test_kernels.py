@@ -1,5 +1,6 @@
 """On CUDA, the fused language-model head runs its Triton kernels (and RMSNorm its own, equal to
-the torch path at the 1B shape's 16,384 × 2,048, timed beside it): they equal their torch
+the torch path at the 1B shape's 16,384 × 2,048, timed beside it; RoPE its own, equal to
+megatron's unfused rotation of the 1B shape's queries, timed beside it): they equal their torch
 references, the head equals the fp64 reference (fp32 inputs), and at a realistic bf16 shape
 (8192 tokens, hidden 2048, vocabulary 128256) it stays within bf16 tolerance of the fp32
 full-logits path while its peak memory stays below the size of the bf16 logits. Prints one JSON
@@ -207,3 +208,55 @@ def test_rms_norm_kernels_equal_the_torch_path_and_are_timed(dtype, tol):
                                    atol=tol * b.float().abs().max().item(), msg=name)
     print(json.dumps({"rms_norm": str(dtype), "kernel_fwd_bwd_ms": round(kernel_s * 1e3, 3),
                       "torch_fwd_bwd_ms": round(torch_s * 1e3, 3)}), flush=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rope_kernel_equals_megatrons_rotation_and_is_timed(dtype):
+    """The 1B shape's queries: 16,384 packed tokens (4 sequences of 4,096) × 32 heads × 64, a
+    strided slice of the fused QKV output as in the model, forward and backward; bf16 bit for
+    bit (fp32: the GPU may fuse a product and a sum into one rounding)."""
+    from megatron.core.models.common.embeddings.rope_utils import _apply_rotary_pos_emb_bshd
+
+    from engine.model.rope import positions_in_sequences
+    from kernels.rope import rope, rope_tables
+
+    tokens, heads, groups, d = 16384, 32, 8, 64
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    qkv = torch.randn(tokens, heads + 2 * groups, d, device="cuda", generator=gen).to(dtype)
+    dy = torch.randn(tokens, heads, d, device="cuda", generator=gen).to(dtype)
+    inv_freq = 1.0 / 500000 ** (torch.arange(0, d, 2, device="cuda").float() / d)
+    angles = torch.outer(torch.arange(4096, device="cuda").float(), inv_freq)
+    freqs = torch.cat([angles, angles], dim=-1)
+    cu_seqlens = torch.arange(0, tokens + 1, 4096, device="cuda", dtype=torch.int32)
+    positions = positions_in_sequences(cu_seqlens, tokens)
+    taken = rope(qkv[:, :heads].clone().requires_grad_(), positions,
+                 *rope_tables(freqs, dtype)).grad_fn
+    assert type(taken).__name__ == "_RopeBackward"  # CUDA tensors take the kernel
+
+    def kernel(x):
+        return rope(x, positions, *rope_tables(freqs, dtype))
+
+    def unfused(x):
+        return _apply_rotary_pos_emb_bshd(x.unsqueeze(1), freqs[positions][:, None, None]
+                                          ).squeeze(1)
+
+    def run(path):
+        x = qkv[:, :heads].detach().requires_grad_()  # a strided view, as the model's
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        y = path(x)
+        y.backward(dy)
+        torch.cuda.synchronize()
+        return (y.detach(), x.grad), time.perf_counter() - start
+
+    run(kernel)
+    run(unfused)  # warm both
+    got, kernel_s = run(kernel)
+    want, unfused_s = run(unfused)
+    for name, a, b in zip(("y", "dx"), got, want):
+        if dtype == torch.bfloat16:
+            assert torch.equal(a, b), name
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6, msg=name)
+    print(json.dumps({"rope": str(dtype), "kernel_fwd_bwd_ms": round(kernel_s * 1e3, 3),
+                      "unfused_fwd_bwd_ms": round(unfused_s * 1e3, 3)}), flush=True)
