@@ -21,10 +21,10 @@ Each step:
    loss measures the trainer's old log-probs' distance to vLLM's;
 5. **refit**: the new weights into the engines (`ColocatedRollout.refit`).
 
-Per step, besides the loss's metrics (policy loss, KL, clip fraction, ratio, entropy): reward
-overall and per dataset, accuracy per dataset, answer length, truncation rate, verifier errors,
-the vLLM–trainer log-prob gap (mean and max |Δ| over answer tokens), generated tokens (count and
-per second), and seconds per phase; PPO adds the value model's loss, clip fraction, mean value
+Per step, besides the loss's metrics (policy loss, KL, clip fraction, ratio, entropy, and the
+vLLM–trainer log-prob gap: mean and max |Δ| over answer tokens): reward overall and per dataset,
+accuracy per dataset, answer length, truncation rate, verifier errors, generated tokens (count
+and per second), and seconds per phase; PPO adds the value model's loss, clip fraction, mean value
 and return, gradient norm and LR, the KL penalty per answer, the advantages' std before
 whitening and the values' explained variance. The value model is checkpointed and resumed with
 the policy (a companion of `engine.train.run.Run`).
