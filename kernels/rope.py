@@ -9,9 +9,9 @@ On CUDA with triton it runs one Triton kernel forward and one backward
 (kernels/rope_triton.py): x read once and y written once, where the unfused code runs about
 eight elementwise kernels each way (gathers of the two tables, two products, a negation and a
 concatenation for rotate_half, a sum, megatron's final concatenation) with their intermediate
-tensors. The arithmetic and its
-roundings are the same, so the results are equal. The plain torch version (`torch_rope`, which
-autograd differentiates) runs everywhere else and is what the kernel is tested against.
+tensors. The arithmetic and its roundings are the same, so the results are equal. The plain
+torch version (`torch_rope`, which autograd differentiates) runs everywhere else and is what
+the kernel is tested against.
 """
 
 from __future__ import annotations
