@@ -171,6 +171,9 @@ class TrainConfig:
     # the layer spec (engine.model.spec): auto (TransformerEngine's where it runs, else local) |
     # transformer_engine | local (megatron's local layers, the engine's norm and attention)
     transformer_impl: str = "auto"
+    # steps in a row whose gradient norm may be non-finite (each skipped: weights and Adam's
+    # state unchanged) before the run stops with an error; 0: stop at the first
+    max_skipped_in_a_row: int = 3
 
 
 @dataclass
@@ -357,6 +360,9 @@ class Config:
                            ("checkpoint.keep_last", self.checkpoint.keep_last)):
             if value < 1:
                 raise ConfigError(f"{key} must be >= 1, got {value}")
+        if self.train.max_skipped_in_a_row < 0:
+            raise ConfigError(f"train.max_skipped_in_a_row must be >= 0, got "
+                              f"{self.train.max_skipped_in_a_row}")
         if self.train.max_steps is not None and self.train.max_steps < 1:
             raise ConfigError(f"train.max_steps must be >= 1, got {self.train.max_steps}")
         if world_size % (p.tp * p.pp):

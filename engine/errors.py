@@ -1,4 +1,5 @@
-"""The errors a user can fix: a bad recipe, bad data, a bad checkpoint or model directory.
+"""The errors a user can fix: a bad recipe, bad data, a bad checkpoint or model directory, a run
+that diverged.
 
 Every command line tool catches `UserError` in one place (`engine.cli`) and exits with status 2
 and one `error: ...` line; the message itself names the key, file, line/record or tensor.
@@ -19,3 +20,7 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint or Hugging Face model directory that cannot be read; names file and tensor."""
+
+
+class DivergenceError(UserError):
+    """Training that cannot go on (non-finite gradients step after step); names the steps."""

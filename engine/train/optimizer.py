@@ -8,6 +8,8 @@ ranks), with gradient clipping by global norm. The LR schedule is megatron's: li
 
 from __future__ import annotations
 
+import math
+
 import torch
 from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
 from megatron.core.distributed import finalize_model_grads
@@ -41,7 +43,7 @@ def wrap_for_training(model: torch.nn.Module, cfg: Config) -> DistributedDataPar
             grad_reduce_in_fp32=True,
             overlap_grad_reduce=False,
             use_distributed_optimizer=cfg.parallel.distributed_optimizer,
-            check_for_nan_in_grad=True,
+            check_for_nan_in_grad=False,  # apply_update skips a non-finite step instead
         ),
         module=model,
     )
@@ -107,3 +109,21 @@ def build_optimizer(model: DistributedDataParallel, cfg: Config, max_steps: int,
         wd_incr_style="constant",
     )
     return optimizer, scheduler
+
+
+def apply_update(optimizer, clip_grad: float) -> tuple[bool, float]:
+    """megatron's optimizer step, unless the gradient norm is not finite: (updated, grad_norm).
+
+    megatron's bf16 and fp32 optimizers apply any gradient (a NaN norm even passes the clipping
+    untouched) and its DDP's NaN check raises from deep inside the backward pass, reading the
+    whole gradient buffer once more. Here the global norm, which clipping computes anyway, decides:
+    a non-finite one leaves weights, Adam's moments and its step count as they were, and
+    `engine.train.skips` decides whether the run goes on. Without clipping the norm is still
+    computed, for the log."""
+    if optimizer.prepare_grads():  # a loss scaler's own overflow check (none in bf16 or fp32)
+        return False, math.nan
+    norm = float(optimizer.clip_grad_norm(clip_grad) if clip_grad > 0
+                 else optimizer.get_grad_norm())
+    if not math.isfinite(norm):
+        return False, norm
+    return optimizer.step_with_ready_grads(), norm

@@ -300,7 +300,9 @@ def _step(cfg, layout, training, critic, reference, rollout, scorer, spec, promp
     extra.update(rollout_metrics(batch, scores, groups))
     if value_result is not None:
         extra.update({k: v for k, v in value_result.metrics.items() if k != "loss"})
-        extra.update(value_grad_norm=value_result.grad_norm, value_lr=value_result.lr)
+        extra.update(value_grad_norm=value_result.grad_norm, value_lr=value_result.lr,
+                     value_skipped=value_result.skipped)
+        result = dataclasses.replace(result, skipped=result.skipped or value_result.skipped)
     extra.update({f"score_errors/{k}": v for k, v in sorted(errors.items())})
     extra["generated_tokens"] = answer_tokens
     extra["generate_tokens_per_s"] = answer_tokens / max(timer.totals["generate"], 1e-9)

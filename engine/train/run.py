@@ -30,6 +30,7 @@ from engine.metrics.writer import MetricsWriter
 from engine.train.build import Training
 from engine.train.run_dir import RunDir
 from engine.train.signals import EXIT_REQUEUE, StopRequest
+from engine.train.skips import SkippedSteps
 
 
 class Run:
@@ -53,6 +54,7 @@ class Run:
         self.metrics = MetricsWriter(out if layout.is_logger else None, cfg.logging.tensorboard,
                                      after_step=self.start_step)
         self.progress: Progress | None = None  # started after the first evaluation
+        self.skips = SkippedSteps(cfg.train.max_skipped_in_a_row)
         self.exit_code = 0
 
     def __enter__(self) -> "Run":
@@ -82,9 +84,15 @@ class Run:
     def record(self, step: int, batch, result, extra: dict | None = None,
                log_keys: tuple[str, ...] = ()) -> None:
         """Write a step's metrics (a GlobalBatch and its StepResult, and a stage's `extra`
-        metrics) and the progress line."""
+        metrics) and the progress line; count a skipped update (stop after too many in a row)."""
+        extra = extra or {}
         self.metrics.write(self.progress.record(step, batch, result, self.t.loader.epoch,
-                                                extra or {}, log_keys))
+                                                extra, log_keys))
+        newest = (str(self.root / f"step_{self.saved_step}") if self.saved_step
+                  else "none (no step saved yet)")
+        norms = {"grad_norm": result.grad_norm,
+                 **{k: v for k, v in extra.items() if k.endswith("grad_norm")}}
+        self.skips.see(step, result.skipped, norms, newest)
 
     def steps(self) -> Iterator[int]:
         """Step numbers to train, from the one after the resumed checkpoint to the last. After

@@ -19,6 +19,7 @@ from megatron.core.utils import get_model_config
 from engine.data.packing import MicroBatch
 from engine.launch.layout import Layout
 from engine.losses.registry import LossFunction
+from engine.train.optimizer import apply_update
 from engine.train.schedule import run_schedule
 
 
@@ -63,10 +64,10 @@ class TrainStep:
                                    forward_only=False)
         lr = self.optimizer.param_groups[0]["lr"]
         with self._phase("optimizer"):
-            ok, grad_norm, _ = self.optimizer.step()
+            ok, grad_norm = apply_update(self.optimizer, self.optimizer.config.clip_grad)
             self.scheduler.step(increment=1)
-        return StepResult(metrics=self._global_metrics(outputs),
-                          grad_norm=float(grad_norm or 0.0), lr=lr, skipped=not ok)
+        return StepResult(metrics=self._global_metrics(outputs), grad_norm=grad_norm, lr=lr,
+                          skipped=not ok)
 
     def evaluate(self, micro_batches: list[MicroBatch]) -> dict[str, float]:
         """The loss's metrics on micro-batches, forward only (no gradients, no update)."""

@@ -1,13 +1,13 @@
 """End to end on the tiny recipe: the model learns, the run dir is complete, bf16 and Slurm-style
-launches work."""
+launches work, and a diverging run stops with one clear error."""
 
 import json
 import math
 
 import yaml
 
+from engine.cli import EXIT_BAD_INPUT
 from tests.util import TINY, slurm_tasks, train
-
 
 
 def test_tiny_run_learns_and_writes_the_run_dir(tmp_path):
@@ -58,3 +58,26 @@ def test_tiny_sft_answers_better_after_training(tiny_sft_run):
     assert after["eval_exact_match"] > before["eval_exact_match"] + 0.05  # measured: 0 -> 0.08
     stats = json.loads((tiny_sft_run / "data_stats.json").read_text())
     assert stats["examples_kept"] == 4000 and stats["skipped"] == {}
+
+
+def test_a_diverging_run_skips_its_nonfinite_steps_then_stops_with_one_error(tmp_path):
+    """An absurd learning rate: step 1's update blows the weights up, steps 2-4 are skipped
+    (weights unchanged, so their losses stay finite), and step 5 ends the run on both TP ranks
+    (started as srun starts them) with the engine's one-line error and exit status 2."""
+    tasks = slurm_tasks([str(TINY), f"output_dir={tmp_path}", "optim.lr=1e25",
+                         "optim.warmup_steps=0", "train.max_steps=20",
+                         "train.max_skipped_in_a_row=3", "parallel.tp=2"], ntasks=2)
+    for task in tasks:
+        _, err = task.communicate(timeout=300)
+        assert task.returncode == EXIT_BAD_INPUT, err[-3000:]
+        assert "Traceback" not in err
+        errors = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and errors[0].startswith(
+            "error: step 5: non-finite gradients (grad_norm nan) at steps 2-5, 4 in a row "
+            "(train.max_skipped_in_a_row=3)"), err[-3000:]
+    metrics = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [m["skipped"] for m in metrics] == [False, True, True, True, True]
+    assert all(math.isfinite(m["loss"]) for m in metrics)
+    assert all(math.isnan(m["grad_norm"]) for m in metrics[1:])
+    assert "step 2: non-finite gradients (grad_norm nan): update skipped" in \
+        (tmp_path / "train.log").read_text()
