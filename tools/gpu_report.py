@@ -1,29 +1,36 @@
 """Every GPU measurement and GPU test in one command, for one Markdown report.
 
     python -m tools.gpu_report [--out runs/gpu-report] [--peer ../shared/bench/peer_baseline.py
-        | --no-peer] [--parts throughput,wgrad,local,rlvr,tests] [--limit PART=SECONDS ...]
+        | --no-peer] [--parts throughput,rlvr,local,wgrad,tests] [--quick] [--budget SECONDS]
+        [--limit PART=SECONDS ...]
 
-The parts, each in its own process with its own time limit (a part that fails or runs out of
-time is reported as such, and the next one runs); all of them take about 15 minutes on an H100,
-and --parts splits them over several jobs:
+The parts, in this order of priority, each in its own process with its own time limit (a part
+that fails or runs out of time is reported as such, and the next one runs); all of them take
+about 15 minutes on an H100, and --parts splits them over several jobs:
   throughput  `tools.bench_throughput`: the TE path's 1B-shape step at 4 × 4,096 tokens and at
               1 × 16,384 (unpacked and packed), with TE's and the fused cross-entropy, beside the
               peer (HF transformers + Liger) and the card's GEMM + attention floor
-  wgrad       the fused head's step at 4 × 4,096 and 1 × 16,384 packed, with and without TE's
-              weight gradients accumulated straight into the fp32 main grads
-  local       the 1B-shape step on the local (non-TE) path with the fused head, packed and not
   rlvr        `tools.bench_rlvr`: GRPO steps of the 1B shape, time per phase, refit, generation
               tokens/s beside standalone vLLM
+  local       the 1B-shape step on the local (non-TE) path with the fused head, packed and not
+  wgrad       the fused head's step at 4 × 4,096 and 1 × 16,384 packed, with and without TE's
+              weight gradients accumulated straight into the fp32 main grads
   tests       `pytest tests/gpu`
-Each part's output goes to --out/PART.txt (and its JSON to PART.json); report.md holds the
-device, the software versions, the commit, and per part its command, wall time, status and
-the end of its output (the tables). Needs a CUDA GPU.
+--quick keeps the acceptance figures alone, about 8 minutes: throughput at 1 × 16,384 (packed
+and not, both cross-entropies, fewer steps) beside the peer, two GRPO steps, the local path
+packed. --budget ends the whole report within SECONDS: each part's limit is cut to what is left,
+and a part with under a minute left is reported as not run, so that a job with a hard time
+limit still writes its report. Each part's output goes to --out/PART.txt (and its JSON to
+PART.json); report.md, rewritten after every part, holds the device, the software versions, the
+commit, and per part its command, wall time, status and the end of its output (the tables).
+Needs a CUDA GPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import math
 import subprocess
 import sys
 import time
@@ -34,27 +41,35 @@ from engine.cli import run_main
 from engine.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("throughput", "wgrad", "local", "rlvr", "tests")
-LIMITS_S = {"throughput": 420, "wgrad": 240, "local": 120, "rlvr": 360, "tests": 600}
+PARTS = ("throughput", "rlvr", "local", "wgrad", "tests")
+LIMITS_S = {"throughput": 420, "rlvr": 360, "local": 120, "wgrad": 240, "tests": 600}
+QUICK_LIMITS_S = {"throughput": 240, "rlvr": 240, "local": 60, "wgrad": 120, "tests": 300}
+SHORTEST_PART_S = 60  # a part is not started with less time left than this
 TAIL_LINES = 30
 
 
-def commands(out: Path, peer: str | None) -> dict[str, list[str]]:
-    """Each part's command line (`peer`: the peer's script, None for none)."""
-    py, bench = sys.executable, [sys.executable, "-m", "tools.bench_throughput", "--steps", "8",
-                                 "--warmup", "3"]
+def commands(out: Path, peer: str | None, quick: bool = False) -> dict[str, list[str]]:
+    """Each part's command line (`peer`: the peer's script, None for none; `quick`: the
+    acceptance figures alone, with fewer steps)."""
+    py = sys.executable
+    bench = [py, "-m", "tools.bench_throughput", *(["--steps", "5", "--warmup", "2"] if quick
+                                                   else ["--steps", "8", "--warmup", "3"])]
     return {
         "throughput": [*bench, *(["--peer", peer] if peer else ["--no-peer"]), "--variants",
-                       "4x4096,1x16384,1x16384-packed", "--vary", "train.cross_entropy",
-                       "te,fused", "--out", str(out / "throughput.json")],
-        "wgrad": [*bench, "--no-peer", "--variants", "4x4096,1x16384-packed",
+                       "1x16384,1x16384-packed" if quick else "4x4096,1x16384,1x16384-packed",
+                       "--vary", "train.cross_entropy", "te,fused",
+                       "--out", str(out / "throughput.json")],
+        "rlvr": [py, "-m", "tools.bench_rlvr", *(["--steps", "2"] if quick else []),
+                 "--out", str(out / "rlvr.json")],
+        "local": [*bench, "--no-peer", "--variants",
+                  "1x16384-packed" if quick else "1x16384,1x16384-packed",
+                  "--vary", "train.transformer_impl", "local",
+                  "--vary", "train.cross_entropy", "fused", "--out", str(out / "local.json")],
+        "wgrad": [*bench, "--no-peer", "--variants",
+                  "1x16384-packed" if quick else "4x4096,1x16384-packed",
                   "--vary", "train.cross_entropy", "fused",
                   "--vary", "train.fuse_wgrad_accumulation", "false,true",
                   "--out", str(out / "wgrad.json")],
-        "local": [*bench, "--no-peer", "--variants", "1x16384,1x16384-packed",
-                  "--vary", "train.transformer_impl", "local",
-                  "--vary", "train.cross_entropy", "fused", "--out", str(out / "local.json")],
-        "rlvr": [py, "-m", "tools.bench_rlvr", "--out", str(out / "rlvr.json")],
         "tests": [py, "-m", "pytest", "tests/gpu", "-v", "--tb=short", "-p", "no:cacheprovider"],
     }
 
@@ -63,7 +78,7 @@ def commands(out: Path, peer: str | None) -> dict[str, list[str]]:
 class PartResult:
     name: str
     command: list[str]
-    status: str  # "ok", "failed (exit N)", "out of time (N s)"
+    status: str  # "ok", "failed (exit N)", "out of time (N s)", "not run (N s of the budget left)"
     seconds: float
     output: str
 
@@ -84,6 +99,26 @@ def run_part(name: str, command: list[str], limit_s: float, out: Path) -> PartRe
             status = f"out of time ({limit_s:g} s)"
     return PartResult(name, command, status, time.perf_counter() - start,
                       log_path.read_text(errors="replace"))
+
+
+def run_parts(cmds: dict[str, list[str]], limits: dict[str, float], out: Path, header: str,
+              budget: float | None = None) -> list[PartResult]:
+    """Run the parts in order, each under its limit cut to what is left of `budget` (seconds
+    for all of them; None: no overall limit), rewriting out/report.md after each."""
+    deadline = time.perf_counter() + budget if budget is not None else math.inf
+    results = []
+    for name, command in cmds.items():
+        left = deadline - time.perf_counter()
+        limit = limits[name] if left >= limits[name] else int(left)
+        if limit < SHORTEST_PART_S:
+            results.append(PartResult(name, command, f"not run ({max(limit, 0)} s of the budget "
+                                      f"left)", 0.0, ""))
+        else:
+            print(f"{name}: running (limit {limit:g} s)", flush=True)
+            results.append(run_part(name, command, limit, out))
+        print(f"{name}: {results[-1].status} in {results[-1].seconds:.0f} s", flush=True)
+        (out / "report.md").write_text(report(header, results))
+    return results
 
 
 def versions() -> str:
@@ -111,8 +146,8 @@ def report(header: str, results: list[PartResult]) -> str:
     return "\n".join(lines)
 
 
-def parse_limits(items: list[str]) -> dict[str, float]:
-    limits = dict(LIMITS_S)
+def parse_limits(items: list[str], quick: bool = False) -> dict[str, float]:
+    limits = dict(QUICK_LIMITS_S if quick else LIMITS_S)
     for item in items:
         name, _, seconds = item.partition("=")
         if name not in PARTS or not seconds.replace(".", "", 1).isdigit():
@@ -130,12 +165,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-peer", action="store_true", help="the throughput part alone")
     parser.add_argument("--parts", default=",".join(PARTS))
     parser.add_argument("--limit", action="append", default=[], metavar="PART=SECONDS")
+    parser.add_argument("--quick", action="store_true", help="the acceptance figures alone")
+    parser.add_argument("--budget", type=float, help="seconds for the whole report")
     args = parser.parse_args(argv)
     parts = [p for p in args.parts.split(",") if p]
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
         raise ConfigError(f"unknown part {unknown[0]!r}; known: {', '.join(PARTS)}")
-    limits = parse_limits(args.limit)
+    limits = parse_limits(args.limit, args.quick)
+    if args.budget is not None and args.budget < SHORTEST_PART_S:
+        raise ConfigError(f"--budget must leave at least {SHORTEST_PART_S} s for a part; "
+                          f"got {args.budget:g}")
     if "throughput" in parts and not args.no_peer and not Path(args.peer).is_file():
         raise ConfigError(f"peer script not found: {args.peer} (--peer PATH or --no-peer)")
     import torch
@@ -144,13 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("tools.gpu_report measures a GPU and this machine has no CUDA device")
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    header, results = versions(), []
-    cmds = commands(out, None if args.no_peer else args.peer)
-    for name in parts:
-        print(f"{name}: running (limit {limits[name]:g} s)", flush=True)
-        results.append(run_part(name, cmds[name], limits[name], out))
-        print(f"{name}: {results[-1].status} in {results[-1].seconds:.0f} s", flush=True)
-        (out / "report.md").write_text(report(header, results))
+    cmds = commands(out, None if args.no_peer else args.peer, args.quick)
+    header = versions()
+    results = run_parts({name: cmds[name] for name in parts}, limits, out, header, args.budget)
     print(report(header, results))
     return 0 if all(r.status == "ok" for r in results) else 1
 

@@ -1,6 +1,7 @@
 """tools/gpu_report.py without a GPU: a part's process ends ok, failed or out of time, and the
-report says which with the end of its output; bad parts and limits are refused before anything
-runs, and so is a machine without CUDA."""
+report says which with the end of its output; a budget cuts the parts' limits and skips what no
+longer fits; bad parts, limits and budgets are refused before anything runs, and so is a machine
+without CUDA."""
 
 import sys
 
@@ -32,12 +33,32 @@ def test_the_report_keeps_the_end_of_long_output():
     assert f"line {99 - gpu_report.TAIL_LINES}\n" not in text
 
 
-def test_every_part_has_a_command_and_a_limit(tmp_path):
-    commands = gpu_report.commands(tmp_path, "peer.py")
-    assert set(commands) == set(gpu_report.PARTS) == set(gpu_report.LIMITS_S)
+@pytest.mark.parametrize("quick", [False, True])
+def test_every_part_has_a_command_and_a_limit(tmp_path, quick):
+    commands = gpu_report.commands(tmp_path, "peer.py", quick)
+    assert list(commands) == list(gpu_report.PARTS)
+    assert set(gpu_report.PARTS) == set(gpu_report.LIMITS_S) == set(gpu_report.QUICK_LIMITS_S)
     assert "--peer" in commands["throughput"] and "peer.py" in commands["throughput"]
     assert str(tmp_path / "rlvr.json") in commands["rlvr"]
-    assert "--no-peer" in gpu_report.commands(tmp_path, None)["throughput"]
+    assert "--no-peer" in gpu_report.commands(tmp_path, None, quick)["throughput"]
+    variants = commands["throughput"][commands["throughput"].index("--variants") + 1]
+    assert ("4x4096" in variants) is not quick and "1x16384-packed" in variants
+    assert sum(gpu_report.QUICK_LIMITS_S[p] for p in ("throughput", "rlvr", "local")) <= 540
+
+
+def test_a_budget_cuts_limits_and_skips_what_no_longer_fits(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_report, "SHORTEST_PART_S", 2)
+    sleep = [sys.executable, "-c", "import time; print('| row |', flush=True); time.sleep(30)"]
+    quick = [sys.executable, "-c", "print('| row |')"]
+    results = gpu_report.run_parts({"throughput": quick, "rlvr": sleep, "tests": quick},
+                                   {"throughput": 30, "rlvr": 30, "tests": 30}, tmp_path, "dev",
+                                   budget=4.5)
+    assert [r.status for r in results][0] == "ok"
+    assert results[1].status in ("out of time (4 s)", "out of time (3 s)")
+    assert results[2].status.startswith("not run (") and results[2].output == ""
+    assert results[1].seconds < 10
+    report = (tmp_path / "report.md").read_text()
+    assert "## tests: not run (" in report and "## rlvr: out of time" in report
 
 
 @pytest.mark.parametrize("args, message", [
@@ -45,6 +66,7 @@ def test_every_part_has_a_command_and_a_limit(tmp_path):
     (["--limit", "rlvr=soon"], "--limit takes PART=SECONDS"),
     (["--limit", "bench=10"], "--limit takes PART=SECONDS"),
     (["--peer", "missing/peer.py"], "peer script not found: missing/peer.py"),
+    (["--budget", "30"], "--budget must leave at least 60 s"),
 ])
 def test_bad_parts_and_limits_are_refused(args, message):
     with pytest.raises(ConfigError, match=message):
