@@ -47,21 +47,14 @@ def flops(cfg, seq_len: int | None) -> dict:
 
 
 def memory(cfg, world_size: int, gpu_gib: float) -> dict:
-    from engine.metrics.memory import GIB, estimate_memory
+    from engine.metrics.memory import GIB, recipe_estimate
 
     cfg.validate(world_size)
     p = cfg.parallel
-    dp = cfg.data_parallel_size(world_size)
-    kernel = cfg.train.cross_entropy if cfg.train.cross_entropy in ("megatron", "fused") else "te"
-    frozen, trained = [], []
-    if cfg.stage == "rlvr":
-        from engine.stages.rlvr import held_models
-
-        frozen, trained = held_models(cfg)
-    e = estimate_memory(cfg, p.tp, p.pp, dp, cross_entropy=kernel, frozen=frozen,
-                        trained=trained)
+    e = recipe_estimate(cfg, world_size)
     budget, gpu = cfg.data.max_tokens_per_micro_batch, gpu_gib * GIB
-    result = {"tp": p.tp, "pp": p.pp, "dp": dp, "precision": cfg.precision,
+    result = {"tp": p.tp, "pp": p.pp, "dp": cfg.data_parallel_size(world_size),
+              "precision": cfg.precision,
               "params_per_rank": e.params_per_rank,
               "model_state_gib": e.model_state_bytes / GIB,
               "other_models_gib": e.other_models_bytes / GIB,
@@ -70,6 +63,9 @@ def memory(cfg, world_size: int, gpu_gib: float) -> dict:
               "estimated_peak_gib": e.step_bytes(budget) / GIB,
               "gpu_gib": gpu_gib, "largest_budget_that_fits": e.max_tokens_per_micro_batch(gpu)}
     if cfg.stage == "rlvr":
+        from engine.stages.rlvr import held_models
+
+        frozen, trained = held_models(cfg)
         engines = cfg.rollout.gpu_memory_fraction * gpu
         generation = e.generation_bytes(engines)
         result.update(reference_model=bool(frozen), value_model=bool(trained),

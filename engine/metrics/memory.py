@@ -1,6 +1,6 @@
 """GPU memory of a training step, estimated per rank, and the micro-batch token budget that fits.
 
-    estimate = estimate_memory(cfg, tp=..., pp=..., dp=...)
+    estimate = estimate_memory(cfg, tp=..., pp=..., dp=...)   # or recipe_estimate(cfg, world)
     estimate.max_tokens_per_micro_batch(gpu_bytes)   # largest budget that fits, or 0
 
 Model states, per parameter of the largest pipeline stage (÷ TP): bf16 — the bf16 weight (2
@@ -110,6 +110,20 @@ def estimate_memory(cfg: Config, tp: int, pp: int, dp: int, cross_entropy: str =
                    model_state_bytes=policy.model_state_bytes,
                    head_bytes=max(e.head_bytes for e in [policy, *companions]),
                    other_models_bytes=others)
+
+
+def recipe_estimate(cfg: Config, world_size: int) -> MemoryEstimate:
+    """`estimate_memory` for a recipe on `world_size` GPUs: its layout, the cross-entropy kernel
+    its GPU run takes, and the models its stage holds beside the trained one."""
+    p = cfg.parallel
+    kernel = cfg.train.cross_entropy if cfg.train.cross_entropy in ("megatron", "fused") else "te"
+    frozen, trained = [], []
+    if cfg.stage == "rlvr":
+        from engine.stages.rlvr import held_models
+
+        frozen, trained = held_models(cfg)
+    return estimate_memory(cfg, p.tp, p.pp, cfg.data_parallel_size(world_size),
+                           cross_entropy=kernel, frozen=frozen, trained=trained)
 
 
 def _element_bytes(cfg: Config) -> int:

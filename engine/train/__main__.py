@@ -6,7 +6,8 @@
 
 The stage comes from the recipe. The recipe is validated against the world size before any
 process group exists; a bad recipe, bad data or a bad checkpoint exits with status 2 and one
-`error: ...` line naming the key, file and line, or tensor.
+`error: ...` line naming the key, file and line, or tensor; so does a GPU out of memory, naming
+where and the micro-batch budget that fits (`engine.train.out_of_memory`).
 """
 
 from __future__ import annotations
@@ -35,11 +36,13 @@ def main(argv: list[str] | None = None) -> int:
                           f"model; {source} is a value model")
     from engine.launch.process_groups import init_distributed, shutdown
     from engine.train.loop import train
+    from engine.train.out_of_memory import explain_out_of_memory
 
     layout = init_distributed(cfg.parallel, env)
     stage = get_stage(cfg.stage)
     try:
-        return (stage.train or train)(cfg, layout, stage)
+        with explain_out_of_memory(cfg, layout):
+            return (stage.train or train)(cfg, layout, stage)
     finally:
         shutdown()
 

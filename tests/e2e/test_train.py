@@ -1,5 +1,5 @@
 """End to end on the tiny recipe: the model learns, the run dir is complete, bf16 and Slurm-style
-launches work, and a diverging run stops with one clear error."""
+launches work, and a diverging run or one out of GPU memory stops with one clear error."""
 
 import json
 import math
@@ -7,7 +7,7 @@ import math
 import yaml
 
 from engine.cli import EXIT_BAD_INPUT
-from tests.util import TINY, slurm_tasks, train
+from tests.util import TINY, launch, slurm_tasks, train
 
 
 def test_tiny_run_learns_and_writes_the_run_dir(tmp_path):
@@ -81,3 +81,20 @@ def test_a_diverging_run_skips_its_nonfinite_steps_then_stops_with_one_error(tmp
     assert all(math.isnan(m["grad_norm"]) for m in metrics[1:])
     assert "step 2: non-finite gradients (grad_norm nan): update skipped" in \
         (tmp_path / "train.log").read_text()
+
+
+def test_out_of_gpu_memory_ends_the_run_with_one_line(tmp_path):
+    """torch's out-of-memory error raised in step 2's forward-backward (injected: these machines
+    have no GPU) ends the run with status 2 and one line naming where, without a traceback."""
+    proc = launch(["tests.scripts.out_of_memory_at_step", "2", str(TINY), f"output_dir={tmp_path}",
+                   "train.max_steps=4", "optim.warmup_steps=1"])
+    assert proc.returncode == EXIT_BAD_INPUT, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(
+        "error: rank 0: out of GPU memory in engine/train/step.py:"), proc.stderr[-3000:]
+    assert "(__call__): CUDA out of memory. Tried to allocate 7.83 GiB." in errors[0]
+    assert errors[0].endswith("or set parallel.distributed_optimizer=true")
+    steps = [json.loads(line)["step"] for line in
+             (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1]
