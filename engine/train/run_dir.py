@@ -11,7 +11,8 @@ agrees with the checkpoint it resumes, and the history of every recipe started i
   optimizer and schedule, step count) must be unchanged unless listed, or their section listed,
   in `checkpoint.allow_changes` (`[optim]` for a new LR schedule); keys that only say how to run
   (`RUN_KEYS`: layout, logging, evaluation, checkpoint cadence, micro-batch budget, output and
-  cache paths) may change, and the change is logged.
+  cache paths, the skip limit) may change, and the change is logged. A key that the checkpoint's
+  recipe lacks (the engine gained it since) counts as its default there.
 - History: `config.yaml` is the recipe of the latest start; `config_history/NNN.yaml` keeps the
   recipe of every start with the step it resumed from. Both written atomically.
 """
@@ -34,8 +35,8 @@ from engine.launch.layout import Layout
 from engine.launch.run_lock import lock
 from engine.metrics.log import log, setup_logging
 
-RUN_KEYS = ("output_dir", "parallel", "train.log_every", "eval", "checkpoint", "logging",
-            "data.max_tokens_per_micro_batch", "dpo.reference_cache")
+RUN_KEYS = ("output_dir", "parallel", "train.log_every", "train.max_skipped_in_a_row", "eval",
+            "checkpoint", "logging", "data.max_tokens_per_micro_batch", "dpo.reference_cache")
 
 
 @dataclass
@@ -113,6 +114,10 @@ def check_resume(cfg: Config, recorded: dict | None, checkpoint: Path) -> list[s
               flush=True)
         return []
     old, new = _flatten(recorded), _flatten(cfg.to_dict())
+    # A key the engine gained after the checkpoint was written reads as its default, which
+    # keeps the old behaviour: a run resumes across an upgrade unless the recipe sets it.
+    defaults = _flatten(Config().to_dict())
+    old.update({k: defaults[k] for k in new.keys() - old.keys() if k in defaults})
     allowed = (*RUN_KEYS, *cfg.checkpoint.allow_changes)
     differ = [k for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
     refused = [k for k in differ if not _covered(k, allowed)]

@@ -13,7 +13,8 @@ class SkippedSteps:
     def __init__(self, limit: int):
         self.limit, self.in_a_row, self.total = limit, 0, 0
 
-    def see(self, step: int, skipped: bool, norms: dict[str, float], newest_checkpoint: str) -> None:
+    def see(self, step: int, skipped: bool, norms: dict[str, float],
+            newest_checkpoint: str) -> None:
         """Count step `step` (`norms`: the gradient norms to name, e.g. {"grad_norm": nan})."""
         if not skipped:
             self.in_a_row = 0

@@ -67,6 +67,13 @@ def test_run_settings_may_change_and_allowed_sections_too(recorded, tmp_path):
         in changed
 
 
+def test_a_key_added_to_the_engine_since_the_checkpoint_reads_as_its_default(recorded, tmp_path):
+    del recorded["rlvr"]["old_logprobs"], recorded["optim"]["warmup_ratio"]
+    assert check_resume(load_recipe(TINY), recorded, tmp_path) == []
+    with pytest.raises(ConfigError, match='rlvr.old_logprobs: "auto" -> "recompute"'):
+        check_resume(load_recipe(TINY, ["rlvr.old_logprobs=recompute"]), recorded, tmp_path)
+
+
 def test_every_start_keeps_its_recipe(tmp_path):
     first, second = load_recipe(TINY), load_recipe(TINY, ["optim.lr=1e-4"])
     _record_recipe(tmp_path, first, None)
