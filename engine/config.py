@@ -31,6 +31,8 @@ PRECISIONS = ("fp32", "bf16")
 REDUCTIONS = ("sum", "token_mean", "sequence_mean")
 CROSS_ENTROPY_KERNELS = ("auto", "megatron", "te", "fused")
 TRANSFORMER_IMPLS = ("auto", "transformer_engine", "local")
+RECOMPUTE = ("none", "selective", "full")
+RECOMPUTE_MODULES = ("mlp", "core_attn", "layernorm")
 CHAT_TEMPLATES = ("tulu", "llama3", "tokenizer")
 ARCHS = ("llama", "qwen2")
 HEADS = ("lm", "value")  # next-token logits over the vocabulary, or one scalar per token
@@ -171,6 +173,12 @@ class TrainConfig:
     # the layer spec (engine.model.spec): auto (TransformerEngine's where it runs, else local) |
     # transformer_engine | local (megatron's local layers, the engine's norm and attention)
     transformer_impl: str = "auto"
+    # activation recomputation (megatron's): none | selective (the submodules in
+    # recompute_modules: mlp, core_attn, layernorm) | full (whole layers: the first
+    # recompute_layers of each pipeline stage, default all; each keeps only its input)
+    recompute: str = "none"
+    recompute_modules: list[str] = field(default_factory=lambda: ["mlp"])
+    recompute_layers: Optional[int] = None
     # steps in a row whose gradient norm may be non-finite (each skipped: weights and Adam's
     # state unchanged) before the run stops with an error; 0: stop at the first
     max_skipped_in_a_row: int = 3
@@ -317,6 +325,7 @@ class Config:
                 raise ConfigError("train.cross_entropy=te needs TransformerEngine on a CUDA "
                                   "host; use auto or megatron")
         _choice("train.transformer_impl", self.train.transformer_impl, TRANSFORMER_IMPLS)
+        self._validate_recompute()
         if self.train.transformer_impl == "transformer_engine":
             from engine.compat import platform
 
@@ -437,6 +446,22 @@ class Config:
         self.check_warmup(steps)
         warmup = o.warmup_steps if o.warmup_ratio is None else round(o.warmup_ratio * steps)
         return steps, warmup
+
+    def _validate_recompute(self) -> None:
+        t, per_stage = self.train, self.model.num_layers // max(self.parallel.pp, 1)
+        _choice("train.recompute", t.recompute, RECOMPUTE)
+        for module in t.recompute_modules:
+            _choice("train.recompute_modules", module, RECOMPUTE_MODULES)
+        if t.recompute == "selective" and not t.recompute_modules:
+            raise ConfigError("train.recompute=selective needs train.recompute_modules (any of "
+                              f"{', '.join(RECOMPUTE_MODULES)})")
+        if t.recompute_layers is not None:
+            if t.recompute != "full":
+                raise ConfigError(f"train.recompute_layers applies to train.recompute=full, not "
+                                  f"{t.recompute}")
+            if not 1 <= t.recompute_layers <= per_stage:
+                raise ConfigError(f"train.recompute_layers must be 1..{per_stage} (the layers of "
+                                  f"a pipeline stage), got {t.recompute_layers}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

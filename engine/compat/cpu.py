@@ -22,6 +22,12 @@ nothing else in the engine works around CUDA:
    engine's weights come from per-tensor CPU generators (`engine.model.init`), and Llama-family
    models have no dropout, so no CUDA RNG stream is consumed.
 
+4. Activation recomputation (`train.recompute`): megatron's checkpoint saves and restores the
+   CUDA RNG state around each recomputed forward. A CPU has none (megatron saves the CPU RNG
+   state beside it), so `_get_cuda_rng_state` returns an empty state and `_set_cuda_rng_state`
+   does nothing, instead of failing, or queuing one callback per restore for a CUDA
+   initialization that never comes.
+
 `activate()` is idempotent and does nothing when `torch.cuda.is_available()`.
 """
 
@@ -216,8 +222,19 @@ def activate() -> bool:
             setattr(owner, attr, classmethod(_with_cuda_tensor_methods(raw.__func__)))
         else:
             setattr(owner, attr, _with_cuda_tensor_methods(raw))
+    rng = importlib.import_module("megatron.core.tensor_parallel.random")
+    rng._get_cuda_rng_state = _no_cuda_rng_state
+    rng._set_cuda_rng_state = _set_no_cuda_rng_state
     _active = True
     return True
+
+
+def _no_cuda_rng_state(*args, **kwargs) -> torch.Tensor:
+    return torch.empty(0, dtype=torch.uint8)
+
+
+def _set_no_cuda_rng_state(*args, **kwargs) -> None:
+    pass
 
 
 def is_active() -> bool:

@@ -16,6 +16,12 @@ TransformerEngine nor apex provides a fused Adam), whose per-parameter state has
    in every attention layer, twice (a device synchronization each), and works sequence by
    sequence: `engine.model.rope.packed_rotary` computes the same values on the device. It
    replaces megatron's function without context parallelism, which the local spec rejects.
+
+4. Selective recomputation of the norms (`train.recompute_modules: [layernorm]`, local spec):
+   `CheckpointWithoutOutput` sets its fp8 flag to `fp8 is not None`, True for the default
+   `fp8=False`, and its forward then calls TransformerEngine's FP8 state manager, a NameError
+   where TE is absent. The flag is now `bool(fp8)`: no FP8 context in any case (the engine
+   trains no FP8).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import functools
 
 from megatron.core.models.common.embeddings import rope_utils
 from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+from megatron.core.tensor_parallel import random
 
 from engine.model.rope import packed_rotary
 
@@ -57,6 +64,14 @@ def apply() -> None:
 
     DistributedOptimizer._set_main_param_and_optimizer_states = set_states_present_in_checkpoint
     DistributedOptimizer.load_state_dict = load_with_own_step_tensors
+    checkpoint_init = random.CheckpointWithoutOutput.__init__
+
+    @functools.wraps(checkpoint_init)
+    def init_with_fp8_as_given(self, fp8=False):
+        checkpoint_init(self, fp8)
+        self.fp8 = bool(fp8)
+
+    random.CheckpointWithoutOutput.__init__ = init_with_fp8_as_given
     rope_utils._apply_rotary_pos_emb_thd = _packed_rotary_without_host_reads(
         rope_utils._apply_rotary_pos_emb_thd)
     _applied = True

@@ -13,7 +13,10 @@ compute precision (TE layers, flash attention, no recomputation): the norm input
 before attention and MLP (4h, ÷ TP only with sequence parallelism), the attention's q, k, v and
 output (2·q + 2·kv, ÷ TP), the fc1 output and the SwiGLU output (3·ffn, ÷ TP). With pipeline
 parallelism the first stage holds PP micro-batches in flight over its L/PP layers: L layers in
-all. The last stage adds the logits (V/TP in the compute precision; megatron's cross-entropy
+all. Activation recomputation (`train.recompute`): selective drops the parts it recomputes
+(`_layer_activations`); full keeps only the input of each recomputed layer (h, ÷ TP with
+sequence parallelism); either adds the recomputed activations of one layer to the transient
+bytes. The last stage adds the logits (V/TP in the compute precision; megatron's cross-entropy
 adds an fp32 copy and its fp32 softmax). A fused head (`train.cross_entropy=fused`) holds no
 logits: per token, the hidden-state gradient its loss computes in the forward and fp32 row
 statistics; once, one chunk's logits and the fp32 weight gradient with its cast. On top: one
@@ -131,6 +134,23 @@ def _element_bytes(cfg: Config) -> int:
     return 2 if cfg.precision == "bf16" else 4
 
 
+def _layer_activations(cfg: Config, m: ModelConfig, tp: int) -> tuple[dict[str, float], set]:
+    """Elements per token that one layer saves for its backward, by part, and the parts that
+    `train.recompute=selective` frees: `mlp` its fc1 and SwiGLU outputs (its input, the norm's
+    output, stays), `layernorm` the norms' outputs (local path; TE fuses the norm into the next
+    GEMM), `core_attn` none (flash attention saves no scores, and q, k, v and the output are
+    kept as the recomputation's inputs and the projection's)."""
+    h, q = m.hidden_size, m.num_attention_heads * m.kv_channels
+    kv = m.num_query_groups * m.kv_channels
+    norm = h / (tp if cfg.parallel.sp else 1)
+    saved = {"norm inputs": 2 * norm, "norm outputs": 2 * norm,
+             "attention": (2 * q + 2 * kv) / tp, "mlp": 3 * m.ffn_hidden_size / tp}
+    frees = {"mlp": "mlp", "layernorm": "norm outputs"}
+    recomputed = {frees[k] for k in cfg.train.recompute_modules if k in frees} \
+        if cfg.train.recompute == "selective" else set()
+    return saved, recomputed
+
+
 def _trained_model(cfg: Config, m: ModelConfig, tp: int, pp: int, dp: int,
                    cross_entropy: str) -> MemoryEstimate:
     p = cfg.parallel
@@ -139,19 +159,27 @@ def _trained_model(cfg: Config, m: ModelConfig, tp: int, pp: int, dp: int,
     optimizer_bytes = (12 if bf16 else 8) / (dp if p.distributed_optimizer else 1)
     state = params * ((2 + 4 if bf16 else 4 + 4) + optimizer_bytes)
 
-    h, q = m.hidden_size, m.num_attention_heads * m.kv_channels
-    kv = m.num_query_groups * m.kv_channels
     element = _element_bytes(cfg)
-    norms = 4 * h / (tp if p.sp else 1)
-    per_layer = (norms + (2 * q + 2 * kv + 3 * m.ffn_hidden_size) / tp) * element
+    saved, recomputed = _layer_activations(cfg, m, tp)
+    per_layer = sum(saved.values()) * element  # a layer's saved elements, none recomputed
+    layer_input = saved["norm inputs"] / 2 * element
+    t = cfg.train
+    if t.recompute == "full":
+        share = (t.recompute_layers or m.num_layers // pp) / (m.num_layers // pp)
+        activations = m.num_layers * (share * layer_input + (1 - share) * per_layer)
+        transient = 2 * per_layer  # a recomputed layer's activations beside its gradients
+    else:
+        kept = sum(v for k, v in saved.items() if k not in recomputed) * element
+        activations = m.num_layers * kept
+        transient = per_layer + (per_layer - kept)
     rows = m.padded_output_size(tp) / tp  # this rank's output-layer rows
     logits, head = rows * element, 0.0
     if m.head == "lm" and cross_entropy == "megatron":
         logits += 2 * rows * 4  # its fp32 copy and saved fp32 softmax
     if m.head == "lm" and cross_entropy == "fused":
-        logits = h * element + 3 * 4
-        head = rows * (CHUNK_TOKENS * element + h * (4 + element))
+        logits = m.hidden_size * element + 3 * 4
+        head = rows * (CHUNK_TOKENS * element + m.hidden_size * (4 + element))
     return MemoryEstimate(params_per_rank=params, model_state_bytes=state,
-                          activation_bytes_per_token=m.num_layers * per_layer,
-                          logits_bytes_per_token=logits, transient_bytes_per_token=per_layer,
+                          activation_bytes_per_token=activations,
+                          logits_bytes_per_token=logits, transient_bytes_per_token=transient,
                           head_bytes=head)

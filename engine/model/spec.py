@@ -89,7 +89,23 @@ def transformer_config(cfg: Config) -> TransformerConfig:
         masked_softmax_fusion=False,
         gradient_accumulation_fusion=False,
         deallocate_pipeline_outputs=True,
+        **recompute_settings(cfg),
     )
+
+
+def recompute_settings(cfg: Config) -> dict:
+    """megatron's activation-recomputation fields for `train.recompute`: selective recomputes
+    the listed submodules of every layer; full recomputes whole layers, the first
+    `recompute_layers` of each pipeline stage (megatron's block method), one at a time."""
+    t = cfg.train
+    if t.recompute == "selective":
+        return {"recompute_granularity": "selective",
+                "recompute_modules": list(t.recompute_modules)}
+    if t.recompute == "full":
+        return {"recompute_granularity": "full", "recompute_method": "block",
+                "recompute_num_layers": t.recompute_layers
+                or cfg.model.num_layers // cfg.parallel.pp}
+    return {}
 
 
 def local_layer_spec() -> ModuleSpec:

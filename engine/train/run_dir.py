@@ -11,7 +11,7 @@ agrees with the checkpoint it resumes, and the history of every recipe started i
   optimizer and schedule, step count) must be unchanged unless listed, or their section listed,
   in `checkpoint.allow_changes` (`[optim]` for a new LR schedule); keys that only say how to run
   (`RUN_KEYS`: layout, logging, evaluation, checkpoint cadence, micro-batch budget, output and
-  cache paths, the skip limit) may change, and the change is logged. A key that the checkpoint's
+  cache paths, the skip limit, activation recomputation) may change, and the change is logged. A key that the checkpoint's
   recipe lacks (the engine gained it since) counts as its default there.
 - History: `config.yaml` is the recipe of the latest start; `config_history/NNN.yaml` keeps the
   recipe of every start with the step it resumed from. Both written atomically.
@@ -35,7 +35,8 @@ from engine.launch.layout import Layout
 from engine.launch.run_lock import lock
 from engine.metrics.log import log, setup_logging
 
-RUN_KEYS = ("output_dir", "parallel", "train.log_every", "train.max_skipped_in_a_row", "eval",
+RUN_KEYS = ("output_dir", "parallel", "train.log_every", "train.max_skipped_in_a_row",
+            "train.recompute", "train.recompute_modules", "train.recompute_layers", "eval",
             "checkpoint", "logging", "data.max_tokens_per_micro_batch", "dpo.reference_cache")
 
 

@@ -2,7 +2,8 @@
 same `engine.train` CLI a user runs (torchrun on gloo). Pretraining on documents, and SFT on
 chats with each loss reduction, DPO on preference pairs; pretraining also, and DPO only, with the
 output layer fused with the loss (`train.cross_entropy=fused`) against one process's megatron
-kernel (megatron's kernel at TP2 × PP2 is the pretraining and SFT runs')."""
+kernel (megatron's kernel at TP2 × PP2 is the pretraining and SFT runs'); pretraining also with
+activation recomputation, full and selective."""
 
 import pytest
 
@@ -29,7 +30,13 @@ def single(tmp_path_factory):
     (2, ["parallel.tp=2", "train.cross_entropy=fused"]),
     (4, ["parallel.tp=2", "parallel.pp=2", "parallel.sp=true",
          "parallel.distributed_optimizer=true", "train.cross_entropy=fused"]),
-], ids=["tp2", "pp2", "dp2-distopt", "tp2-pp2-sp-distopt", "tp2-fused", "tp2-pp2-sp-fused"])
+    # activation recomputation: whole layers (the first of each stage), and submodules
+    (4, ["parallel.tp=2", "parallel.pp=2", "parallel.sp=true", "train.recompute=full",
+         "train.recompute_layers=1"]),
+    (2, ["parallel.tp=2", "parallel.sp=true", "train.recompute=selective",
+         "train.recompute_modules=[mlp, core_attn, layernorm]"]),
+], ids=["tp2", "pp2", "dp2-distopt", "tp2-pp2-sp-distopt", "tp2-fused", "tp2-pp2-sp-fused",
+        "tp2-pp2-sp-recompute-full", "tp2-sp-recompute-selective"])
 def test_layout_matches_single_process(single, tmp_path, nproc, layout):
     assert_same_run(single, train(tmp_path, STEPS + layout, nproc=nproc), TOLERANCE)
 

@@ -1,8 +1,9 @@
 """On a GPU with TransformerEngine: the TE layer spec matches `transformers` (fp32 and bf16),
 packed THD attention through TE equals each sequence run alone, the tiny SFT recipe trained
 in bf16 reaches the exact match of the CPU run (84–88% there), and megatron's cross-entropy and
-the fused output layer + loss train as TE's cross-entropy. Skipped without CUDA (the gpu
-marker, tests/conftest.py); run on a GPU machine with `python -m pytest -m gpu`."""
+the fused output layer + loss train as TE's cross-entropy, as does activation recomputation.
+Skipped without CUDA (the gpu marker, tests/conftest.py); run on a GPU machine with
+`python -m pytest -m gpu`."""
 
 import importlib.util
 import json
@@ -46,3 +47,16 @@ def test_loss_kernels_train_as_tes(tmp_path, kernel):
     other = train(tmp_path / kernel, [*steps, f"train.cross_entropy={kernel}"])
     for a, b in zip(te, other):
         assert abs(a["loss"] - b["loss"]) <= 2e-3 * abs(b["loss"]), (a, b)
+
+
+@pytest.mark.parametrize("recompute", [["train.recompute=full"],
+                                       ["train.recompute=selective",
+                                        "train.recompute_modules=[mlp, core_attn]"]])
+def test_recomputation_trains_as_without_through_te(tmp_path, recompute):
+    """Activation recomputation on TE's layers (megatron's checkpoint with the CUDA RNG state
+    saved and restored): the same losses step after step, in bf16."""
+    steps = ["precision=bf16", "train.max_steps=6", "optim.warmup_steps=1"]
+    plain = train(tmp_path / "plain", steps)
+    recomputed = train(tmp_path / "recomputed", [*steps, *recompute])
+    for a, b in zip(plain, recomputed):
+        assert abs(a["loss"] - b["loss"]) <= 1e-3 * abs(a["loss"]), (a, b)

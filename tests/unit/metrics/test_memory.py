@@ -56,6 +56,35 @@ def test_states_and_activations_follow_the_layout():
     assert megatron.logits_bytes_per_token == one.logits_bytes_per_token * 5  # + fp32 x 2
 
 
+def test_recomputation_keeps_what_its_definition_says():
+    """1B shape, bf16: a layer saves 4h (norms) + 2q + 2kv (attention) + 3·ffn (MLP) elements per
+    token; selective mlp drops the 3·ffn, layernorm 2h of the norms; full keeps h per recomputed
+    layer; the recomputed part of one layer joins the transient bytes."""
+    cfg = load_recipe(BENCH)
+    h, q, kv, ffn, layers = 2048, 2048, 512, 8192, 16
+    layer = (4 * h + 2 * q + 2 * kv + 3 * ffn) * 2
+    none = estimate_memory(cfg, tp=1, pp=1, dp=1)
+    assert none.activation_bytes_per_token == layers * layer
+    assert none.transient_bytes_per_token == layer
+
+    def estimate(**train):
+        return estimate_memory(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train,
+                                                                                  **train)),
+                               tp=1, pp=1, dp=1)
+
+    mlp = estimate(recompute="selective", recompute_modules=["mlp"])
+    assert mlp.activation_bytes_per_token == layers * (layer - 3 * ffn * 2)
+    assert mlp.transient_bytes_per_token == layer + 3 * ffn * 2
+    both = estimate(recompute="selective", recompute_modules=["mlp", "layernorm", "core_attn"])
+    assert both.activation_bytes_per_token == layers * (layer - (3 * ffn + 2 * h) * 2)
+    full = estimate(recompute="full")
+    assert full.activation_bytes_per_token == layers * h * 2
+    assert full.transient_bytes_per_token == 2 * layer
+    quarter = estimate(recompute="full", recompute_layers=4)
+    assert quarter.activation_bytes_per_token == layers * (h * 2 / 4 + layer * 3 / 4)
+    assert full.model_state_bytes == none.model_state_bytes
+
+
 def test_a_fused_head_holds_no_logits_but_a_chunk_and_the_weight_gradient():
     cfg = load_recipe(BENCH)  # 1B shape, bf16, vocabulary 128,256 (padded 128,256), hidden 2,048
     te = estimate_memory(cfg, tp=1, pp=1, dp=1)

@@ -56,10 +56,10 @@ def test_changed_recipe_is_refused_naming_the_keys(recorded, tmp_path, overrides
 
 def test_run_settings_may_change_and_allowed_sections_too(recorded, tmp_path):
     cfg = load_recipe(TINY, ["parallel.tp=2", "train.log_every=1", "eval.every_steps=5",
-                             "data.max_tokens_per_micro_batch=2048"])
+                             "data.max_tokens_per_micro_batch=2048", "train.recompute=full"])
     assert check_resume(cfg, recorded, tmp_path) == [
         "data.max_tokens_per_micro_batch: 1024 -> 2048", "eval.every_steps: 0 -> 5",
-        "parallel.tp: 1 -> 2", "train.log_every: 25 -> 1"]
+        "parallel.tp: 1 -> 2", "train.log_every: 25 -> 1", 'train.recompute: "none" -> "full"']
     cfg = load_recipe(TINY, ["optim.lr=1e-4", "optim.decay=linear",
                              "checkpoint.allow_changes=[optim]"])
     changed = check_resume(cfg, recorded, tmp_path)
