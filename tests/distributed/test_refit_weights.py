@@ -1,6 +1,7 @@
 """The refit's gather (engine.rollout.refit): at TP=2 with SP, PP=2 and TP=2 × PP=2 with SP the
 trainer's weights come out as the same HF-named tensors, byte for byte, as in one process — every
-tensor of the HF model, each once."""
+tensor of the HF model, each once — and each rank receives about what an all-gather of the
+model over the model-parallel group would, half of what an all-reduce moves."""
 
 import pytest
 
@@ -9,13 +10,13 @@ from engine.recipe import load_recipe
 from tests.util import TINY, script_json
 
 
-def _tensors(nproc, *args):
-    return script_json(["tests.scripts.refit_weights", *args], nproc, '{"tensors"')["tensors"]
+def _gathered(nproc, *args):
+    return script_json(["tests.scripts.refit_weights", *args], nproc, '{"tensors"')
 
 
 @pytest.fixture(scope="module")
 def single():
-    return _tensors(1)
+    return _gathered(1)["tensors"]
 
 
 def test_one_process_gives_every_hf_tensor_once(single):
@@ -37,4 +38,11 @@ def test_one_process_gives_every_hf_tensor_once(single):
     (4, ["parallel.tp=2", "parallel.pp=2", "parallel.sp=true"]),
 ], ids=["tp2-sp", "pp2", "tp2-pp2-sp"])
 def test_every_layout_gathers_the_single_process_tensors(single, nproc, layout):
-    assert _tensors(nproc, *layout) == single
+    gathered = _gathered(nproc, *layout)
+    assert gathered["tensors"] == single
+    # An all-gather of the whole model over the group receives (n-1)/n of it on each rank; the
+    # slack covers the norms (one holder: whole to the other TP ranks) and a stage holding more
+    # than its share (the embedding). Summing zero-filled tensors in all-reduces received twice
+    # that (measured: 1.0 and 1.5 times the model at TP=2 and TP=2 × PP=2).
+    assert len(gathered["received"]) == nproc
+    assert max(gathered["received"]) <= gathered["engine_bytes"] * (nproc - 1) / nproc * 1.1
