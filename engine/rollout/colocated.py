@@ -79,10 +79,13 @@ class ColocatedRollout:
                  self.engines, r.tp, time.perf_counter() - start)
 
     def refit(self, model, version: int) -> float:
-        """Load the trainer's current weights into the engines; the seconds it took."""
+        """Load the trainer's current weights into the engines; the seconds it took. On GPUs
+        the engines' KV cache wakes after the weights are in, so the gather's tensors never
+        share the card with it."""
         start = time.perf_counter()
-        self.engine.wake_up()
+        self.engine.wake_up("weights")
         self.engine.load_weights(hf_weights(model, self.cfg.model), version)
+        self.engine.wake_up("kv_cache")
         self.version = version
         return time.perf_counter() - start
 

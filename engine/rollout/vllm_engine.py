@@ -34,7 +34,7 @@ prefill (with per-request seeds a partly prefilled request makes vLLM rewind a C
 which fails: "CPU Generator does not use offset"), and a KV cache of `cpu_kv_cache_gib` GiB
 (`VLLM_CPU_KVCACHE_SPACE`, unless already set). GPU: a fraction of the GPU's memory
 (`gpu_memory_fraction`), and sleep mode (`sleep` frees weights and KV cache, `wake_up` before
-the next refit). Models' head_dim must be one vLLM's CPU attention supports (32, 64, 80, 96,
+the next refit: the weights, then, once they are loaded, the KV cache). Models' head_dim must be one vLLM's CPU attention supports (32, 64, 80, 96,
 112, 128, ...).
 """
 
@@ -157,13 +157,15 @@ class RolloutEngine:
         if self.cuda:
             self.llm.sleep(level=2)
 
-    def wake_up(self) -> None:
-        """GPU: the engine's memory back. The caller's cached but unused blocks (a trainer's
-        activations from its last step) go back to the driver first, or the engine's weights and
-        KV cache may not fit beside them."""
+    def wake_up(self, part: str | None = None) -> None:
+        """GPU: the engine's memory back: `part` "weights" or "kv_cache" alone, or both. The
+        caller's cached but unused blocks (a trainer's activations from its last step) go back
+        to the driver first, or the engine's memory may not fit beside them."""
+        if part not in (None, "weights", "kv_cache"):
+            raise ValueError(f"no engine memory called {part!r}: weights or kv_cache")
         if self.cuda:
             torch.cuda.empty_cache()
-            self.llm.wake_up()
+            self.llm.wake_up(tags=None if part is None else [part])
 
     def check_version(self, version: int | None) -> None:
         if version is not None and version != self.weight_version:

@@ -1,0 +1,60 @@
+"""Sleep mode around a refit (GPU only; here with stand-ins for vLLM): the engines' weights wake
+first and take the new weights, and only then does their KV cache take its memory back."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from engine.rollout import colocated
+from engine.rollout.colocated import ColocatedRollout
+from engine.rollout.vllm_engine import RolloutEngine
+
+
+class _Recording:
+    def __init__(self, calls):
+        self.calls = calls
+
+    def wake_up(self, *args, **kwargs):
+        self.calls.append(("wake_up", args, kwargs))
+
+    def load_weights(self, tensors, version):
+        self.calls.append(("load_weights", list(tensors), version))
+
+
+def test_a_refit_wakes_the_weights_loads_them_then_wakes_the_kv_cache(monkeypatch):
+    calls = []
+    monkeypatch.setattr(colocated, "hf_weights", lambda model, m: iter([("w", model)]))
+    rollout = object.__new__(ColocatedRollout)
+    rollout.engine, rollout.cfg = _Recording(calls), SimpleNamespace(model=None)
+    rollout.refit("weights of step 3", version=3)
+    assert calls == [("wake_up", ("weights",), {}),
+                     ("load_weights", [("w", "weights of step 3")], 3),
+                     ("wake_up", ("kv_cache",), {})]
+    assert rollout.version == 3
+
+
+def _engine_on_a_gpu(calls, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append(("empty_cache",)))
+    engine = object.__new__(RolloutEngine)
+    engine.cuda, engine.llm = True, _Recording(calls)
+    return engine
+
+
+@pytest.mark.parametrize("part, tags", [(None, None), ("weights", ["weights"]),
+                                        ("kv_cache", ["kv_cache"])])
+def test_waking_a_part_asks_vllm_for_its_tag_after_emptying_the_cache(monkeypatch, part, tags):
+    calls = []
+    _engine_on_a_gpu(calls, monkeypatch).wake_up(part)
+    assert calls == [("empty_cache",), ("wake_up", (), {"tags": tags})]
+
+
+def test_an_unknown_part_is_refused(monkeypatch):
+    with pytest.raises(ValueError, match="'kv': weights or kv_cache"):
+        _engine_on_a_gpu([], monkeypatch).wake_up("kv")
+
+
+def test_on_cpus_waking_does_nothing():
+    engine = object.__new__(RolloutEngine)
+    engine.cuda, engine.llm = False, None
+    engine.wake_up("weights")  # vLLM has no sleep mode on CPUs: no call reaches it
