@@ -11,8 +11,9 @@ import pytest
 
 from engine.errors import DataError
 from engine.evaluation.ifeval import (
-    INSTRUCTIONS, follows, follows_loose, loose_variants, score_ifeval_benchmark,
+    follows, follows_loose, loose_variants, score_ifeval_benchmark,
 )
+from engine.evaluation.ifeval_checks import INSTRUCTIONS
 from engine.evaluation.text_units import count_sentences, word_tokens
 
 BENCHMARK_IDS = {
