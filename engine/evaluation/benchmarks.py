@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from engine.errors import DataError
+from engine.rewards.math_normalize import last_boxed
 
 BENCHMARKS = ("chat", "gsm8k", "math", "ifeval")
 
@@ -140,8 +141,6 @@ def _gsm8k(path: Path, rows, math_rule) -> Benchmark:
 
 
 def _math(path: Path, rows, math_rule) -> Benchmark:
-    from engine.rewards.math_answers import last_boxed
-
     prompts, truths = [], []
     for line, row in rows:
         truth = row.get("answer")

@@ -10,12 +10,8 @@ import pytest
 
 from engine.rewards import math_answers as math_rewards
 from engine.rewards.base import MAX_ANSWER_CHARS, BadGroundTruth
-from engine.rewards.math_answers import (
-    math_candidates,
-    normalize_math,
-    score_math_flex,
-    score_math_verify,
-)
+from engine.rewards.math_answers import score_math_flex, score_math_verify
+from engine.rewards.math_normalize import math_candidates, normalize_math
 
 VERIFIERS = [score_math_flex, score_math_verify]
 MINERVA = "Final Answer: The final answer is {}. I hope it is correct."
