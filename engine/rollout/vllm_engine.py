@@ -34,8 +34,8 @@ prefill (with per-request seeds a partly prefilled request makes vLLM rewind a C
 which fails: "CPU Generator does not use offset"), and a KV cache of `cpu_kv_cache_gib` GiB
 (`VLLM_CPU_KVCACHE_SPACE`, unless already set). GPU: a fraction of the GPU's memory
 (`gpu_memory_fraction`), and sleep mode (`sleep` frees weights and KV cache, `wake_up` before
-the next refit: the weights, then, once they are loaded, the KV cache). Models' head_dim must be one vLLM's CPU attention supports (32, 64, 80, 96,
-112, 128, ...).
+the next refit: the weights, then, once they are loaded, the KV cache). Models' head_dim must
+be one vLLM's CPU attention supports (32, 64, 80, 96, 112, 128, ...).
 """
 
 from __future__ import annotations

@@ -4,10 +4,11 @@ launch's layout, for the tiny recipe's model with its seeded, layout-free init.
     [torchrun --nproc-per-node N] python -m tests.scripts.refit_weights [key=value ...]
 
 Prints, from global rank 0, {"tensors": {HF name: [shape, sha256 of the bytes]}, "received":
-[bytes per global rank], "engine_bytes": the whole engine tensors' bytes}: every layout must print the tensors one process prints. "received"
-counts what each rank receives through the refit's collectives, at the least any algorithm can
-receive for a broadcast (the tensor, except at its source) and an all-gather (the others'
-parts), and at a ring's 2·(n−1)/n of the tensor for an all-reduce.
+[bytes per global rank], "engine_bytes": the whole engine tensors' bytes}: every layout must
+print the tensors one process prints. "received" counts what each rank receives through the
+refit's collectives, at the least any algorithm can receive for a broadcast (the tensor, except
+at its source) and an all-gather (the others' parts), and at a ring's 2·(n−1)/n of the tensor
+for an all-reduce.
 """
 
 import argparse
@@ -17,7 +18,6 @@ import json
 import torch.distributed as dist
 
 import engine.rollout.refit as refit
-
 from engine.cli import parse
 from engine.launch.process_groups import shutdown
 from engine.model.init import init_weights
