@@ -50,14 +50,15 @@ def weight_source(m: ModelConfig, seed: int, tp: int) -> tuple[Source, str]:
 
 
 def build_model_with_weights(cfg: Config, layout: Layout, source: Source | None = None,
-                             what: str = ""):
-    """This rank's stage of `cfg.model`, its weights from `source` (default: `weight_source`)."""
+                             what: str = "", role: str = "model"):
+    """This rank's stage of `cfg.model`, its weights from `source` (default: `weight_source`);
+    `role` names it in the log (a run may build a reference or a value model beside its own)."""
     model = build_model(cfg, first_stage=layout.is_first_stage, last_stage=layout.is_last_stage,
                         device=layout.device)
     if source is None:
         source, what = weight_source(cfg.model, cfg.seed, layout.tp)
     fill_weights(model, source)
-    log.info("model: %s%s, %d parameters on this rank, %s", cfg.model.arch,
+    log.info("%s: %s%s, %d parameters on this rank, %s", role, cfg.model.arch,
              "" if cfg.model.head == "lm" else f" ({cfg.model.head} head)",
              sum(p.numel() for p in model.parameters()), what)
     return model
@@ -78,9 +79,11 @@ def build_training(cfg: Config, layout: Layout, stage, run_dir: RunDir | None) -
     check_resumed_data(run_dir, cfg, stats["fingerprint"])
     if run_dir is not None and layout.is_logger:
         write_atomic(run_dir.path / "data_stats.json", json.dumps(stats, indent=1))
-    log.info("data: %d examples read, %d kept, skipped %s, %d truncated; %d tokens, %d trainable",
+    tokens = (f"{stats['tokens']} tokens, {stats['trainable_tokens']} trainable"
+              if stats["trainable_tokens"] else f"{stats['tokens']} prompt tokens")  # RLVR
+    log.info("data: %d examples read, %d kept, skipped %s, %d truncated; %s",
              stats["examples_read"], stats["examples_kept"], stats["skipped"] or "none",
-             stats["truncated"], stats["tokens"], stats["trainable_tokens"])
+             stats["truncated"], tokens)
     loader = build_loader(cfg, data, layout.dp, layout.dp_rank)
     max_steps, warmup_steps = cfg.resolve_schedule(data.num_items)
     log.info("schedule: %d steps (%.2f epochs), %d warmup; packing %s", max_steps,

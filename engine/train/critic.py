@@ -77,8 +77,8 @@ class Critic:
         else:
             policy_source, what = weight_source(cfg.model, cfg.seed, layout.tp)
             source, what = _with_fresh_head(policy_source), f"the policy's {what}, head zeros"
-        self.model = wrap_for_training(build_model_with_weights(self.cfg, layout, source, what),
-                                       self.cfg)
+        model = build_model_with_weights(self.cfg, layout, source, what, role="value model")
+        self.model = wrap_for_training(model, self.cfg)
         self.optimizer, self.scheduler = build_optimizer(self.model, self.cfg, training.updates,
                                                          training.warmup_updates)
         loss = get_loss("value", real_vocab_size=1, value_clip=cfg.value.clip,

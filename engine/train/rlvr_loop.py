@@ -115,7 +115,7 @@ def build_reference(cfg: Config, layout: Layout):
     has no KL term."""
     if cfg.rlvr.kl_coef == 0:
         return None
-    model = build_model_with_weights(cfg, layout)
+    model = build_model_with_weights(cfg, layout, role="reference model (frozen)")
     if cfg.precision == "bf16":
         model = Bf16Module(model.config, model)
     for p in model.parameters():

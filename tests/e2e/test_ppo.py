@@ -59,6 +59,14 @@ def test_every_step_trains_the_value_model_and_logs_it(straight):
     assert any(abs(m["ratio"] - 1) > 1e-6 for m in metrics)  # 4 updates per rollout: off-policy
 
 
+def test_the_log_names_each_model_and_counts_prompt_tokens(straight):
+    log = (straight[0] / "train.log").read_text()
+    for built in ("INFO model: llama,", "reference model (frozen): llama,",
+                  "value model: llama (value head),"):
+        assert built in log
+    assert " prompt tokens" in log and "0 trainable" not in log
+
+
 def test_held_out_rows_are_scored_before_and_after(straight):
     out, _ = straight
     evals = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
