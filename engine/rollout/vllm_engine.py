@@ -103,6 +103,7 @@ class RolloutEngine:
         self.tied_embeddings = bool(getattr(self.llm.llm_engine.model_config.hf_config,
                                             "tie_word_embeddings", False))
         self.weight_version = 0
+        self.asleep: set[str] = set()  # GPU: the parts of the engine's memory given back
 
     def generate(self, prompts: list[list[int]], spec: SamplingSpec,
                  version: int | None = None,
@@ -156,16 +157,23 @@ class RolloutEngine:
         a `wake_up` and a refit follow. CPU: nothing (vLLM has no sleep mode there)."""
         if self.cuda:
             self.llm.sleep(level=2)
+            self.asleep = {"weights", "kv_cache"}
 
     def wake_up(self, part: str | None = None) -> None:
-        """GPU: the engine's memory back: `part` "weights" or "kv_cache" alone, or both. The
-        caller's cached but unused blocks (a trainer's activations from its last step) go back
-        to the driver first, or the engine's memory may not fit beside them."""
+        """GPU: the engine's memory back: `part` "weights" or "kv_cache" alone, or both; the
+        weights first (vLLM restores the model's buffers, such as RoPE's tables, on the first
+        wake-up after a sleep, into the weights' memory). The caller's cached but unused blocks
+        (a trainer's activations from its last step) go back to the driver first, or the
+        engine's memory may not fit beside them."""
         if part not in (None, "weights", "kv_cache"):
             raise ValueError(f"no engine memory called {part!r}: weights or kv_cache")
+        if part == "kv_cache" and "weights" in self.asleep:
+            raise RuntimeError("the rollout engine's weights are asleep: wake them before its "
+                               "KV cache")
         if self.cuda:
             torch.cuda.empty_cache()
             self.llm.wake_up(tags=None if part is None else [part])
+        self.asleep -= {"weights", "kv_cache"} if part is None else {part}
 
     def check_version(self, version: int | None) -> None:
         if version is not None and version != self.weight_version:
@@ -182,10 +190,12 @@ class RolloutEngine:
         """Stop the engine core and free its memory (the object is unusable afterwards)."""
         if self.llm is None:
             return
-        with _default_process_group_kept(self.callers_process_group):
-            self.llm.llm_engine.engine_core.shutdown()
-        self.llm = None
-        gc.collect()
+        try:
+            with _default_process_group_kept(self.callers_process_group):
+                self.llm.llm_engine.engine_core.shutdown()
+        finally:  # once only, even when it fails (vLLM's shutdown is not safe to repeat)
+            self.llm = None
+            gc.collect()
 
     def __enter__(self) -> "RolloutEngine":
         return self

@@ -1,5 +1,6 @@
 """Sleep mode around a refit (GPU only; here with stand-ins for vLLM): the engines' weights wake
-first and take the new weights, and only then does their KV cache take its memory back."""
+first and take the new weights, and only then does their KV cache take its memory back; the KV
+cache cannot wake before the weights. A failing shutdown is not repeated."""
 
 from types import SimpleNamespace
 
@@ -17,6 +18,9 @@ class _Recording:
 
     def wake_up(self, *args, **kwargs):
         self.calls.append(("wake_up", args, kwargs))
+
+    def sleep(self, **kwargs):
+        self.calls.append(("sleep", kwargs))
 
     def load_weights(self, tensors, version):
         self.calls.append(("load_weights", list(tensors), version))
@@ -37,7 +41,7 @@ def test_a_refit_wakes_the_weights_loads_them_then_wakes_the_kv_cache(monkeypatc
 def _engine_on_a_gpu(calls, monkeypatch):
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append(("empty_cache",)))
     engine = object.__new__(RolloutEngine)
-    engine.cuda, engine.llm = True, _Recording(calls)
+    engine.cuda, engine.llm, engine.asleep = True, _Recording(calls), set()
     return engine
 
 
@@ -56,5 +60,40 @@ def test_an_unknown_part_is_refused(monkeypatch):
 
 def test_on_cpus_waking_does_nothing():
     engine = object.__new__(RolloutEngine)
-    engine.cuda, engine.llm = False, None
+    engine.cuda, engine.llm, engine.asleep = False, None, set()
+    engine.sleep()
     engine.wake_up("weights")  # vLLM has no sleep mode on CPUs: no call reaches it
+
+
+def test_after_a_sleep_the_kv_cache_wakes_only_after_the_weights(monkeypatch):
+    calls = []
+    engine = _engine_on_a_gpu(calls, monkeypatch)
+    engine.sleep()
+    assert calls == [("sleep", {"level": 2})] and engine.asleep == {"weights", "kv_cache"}
+    with pytest.raises(RuntimeError, match="wake them before its KV cache"):
+        engine.wake_up("kv_cache")
+    engine.wake_up("weights")
+    engine.wake_up("kv_cache")
+    assert [c for c in calls if c[0] == "wake_up"] == [("wake_up", (), {"tags": ["weights"]}),
+                                                       ("wake_up", (), {"tags": ["kv_cache"]})]
+    assert engine.asleep == set()
+    engine.sleep()
+    engine.wake_up()  # both at once
+    assert engine.asleep == set()
+
+
+def test_a_failing_shutdown_is_not_repeated():
+    attempts = []
+
+    def shutdown():
+        attempts.append(1)
+        raise RuntimeError("engine core already dead")
+
+    engine = object.__new__(RolloutEngine)
+    engine.callers_process_group = False
+    engine.llm = SimpleNamespace(llm_engine=SimpleNamespace(
+        engine_core=SimpleNamespace(shutdown=shutdown)))
+    with pytest.raises(RuntimeError, match="already dead"):
+        engine.shutdown()
+    engine.shutdown()
+    assert attempts == [1] and engine.llm is None
