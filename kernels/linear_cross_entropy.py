@@ -157,17 +157,27 @@ def _weight_grad_accumulator(weight: torch.Tensor) -> torch.Tensor:
 
 
 @functools.cache
-def _addmm_takes_out_dtype() -> bool:
-    """Whether torch.addmm writes a bf16/fp16 product into fp32 (out_dtype: CUDA, torch ≥ 2.8)."""
-    return "dtype_out" in torch.ops.aten.addmm.overloads()
+def _addmm_into_fp32(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether torch.addmm accumulates a `dtype` product into an fp32 tensor in place on
+    `device` (out_dtype: CUDA, recent torch; older builds refuse an fp32 `self` beside
+    low-precision matrices), tried on a 2 × 2 product and its value checked: one host read,
+    once per device and dtype in a process."""
+    if "dtype_out" not in torch.ops.aten.addmm.overloads():
+        return False
+    acc, ones = torch.ones(2, 2, device=device), torch.ones(2, 2, device=device, dtype=dtype)
+    try:
+        torch.addmm(acc, ones, ones, out_dtype=torch.float32, out=acc)
+    except RuntimeError:  # NotImplementedError included (no kernel on this device)
+        return False
+    return acc.dtype == torch.float32 and bool((acc == 3).all())
 
 
 def _accumulate_weight_grad(d_weight_fp32, grad_logits, hidden):
-    """d_weight_fp32 += dZ.T @ hidden; on CUDA straight into fp32 where torch can, sparing a
+    """d_weight_fp32 += dZ.T @ hidden; straight into fp32 where torch can (on CUDA), sparing a
     [V_local, h] low-precision copy of the product."""
     if grad_logits.dtype == torch.float32:
         d_weight_fp32.addmm_(grad_logits.t(), hidden)
-    elif grad_logits.is_cuda and _addmm_takes_out_dtype():
+    elif _addmm_into_fp32(grad_logits.device, grad_logits.dtype):
         torch.addmm(d_weight_fp32, grad_logits.t(), hidden, out_dtype=torch.float32,
                     out=d_weight_fp32)
     else:

@@ -7,6 +7,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from kernels import linear_cross_entropy
 from kernels.linear_cross_entropy import linear_cross_entropy_loss, linear_logprobs
 from tests.dispatch_probes import HostReads
 from tests.unit.kernels import make_problem, reference_logprobs, reference_loss
@@ -213,3 +214,28 @@ def test_the_label_check_is_the_forwards_only_host_read(check_labels, reads):
                                   real_vocab_size=p.real_vocab_size, chunk_tokens=8,
                                   check_labels=check_labels)
     assert probe.count == 2 * reads
+
+
+def _addmm_that(writes):
+    def addmm(acc, a, b, *, out_dtype, out):
+        writes(out, a.float() @ b.float())
+        return out
+    return addmm
+
+
+def _older_torchs_addmm(acc, a, b, *, out_dtype, out):
+    raise RuntimeError("self and mat2 must have the same dtype")
+
+
+@pytest.mark.parametrize("addmm, usable", [
+    (None, False),  # this CPU's torch: no such kernel
+    (_addmm_that(lambda out, product: out.add_(product)), True),
+    (_addmm_that(lambda out, product: out.copy_(product)), False),  # does not accumulate
+    (_older_torchs_addmm, False),
+])
+def test_fp32_accumulation_of_the_weight_grad_is_used_only_where_it_works(monkeypatch, addmm,
+                                                                           usable):
+    if addmm is not None:
+        monkeypatch.setattr(torch, "addmm", addmm)
+    probe = linear_cross_entropy._addmm_into_fp32.__wrapped__
+    assert probe(torch.device("cpu"), torch.bfloat16) is usable
