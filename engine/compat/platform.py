@@ -11,6 +11,8 @@ import importlib.util
 
 import torch
 
+from engine.metrics.log import log
+
 
 @functools.cache
 def has_cuda() -> bool:
@@ -18,12 +20,16 @@ def has_cuda() -> bool:
 
 
 def _imports(module: str) -> bool:
-    """True when `module` is installed and imports (on a CUDA host only)."""
+    """True when `module` is installed and imports (on a CUDA host only). One that is installed
+    but fails to import (a missing library, TransformerEngine's packages at different versions)
+    is a warning with the reason, since the run then takes the slower path without it."""
     if not has_cuda() or importlib.util.find_spec(module.split(".")[0]) is None:
         return False
     try:
         importlib.import_module(module)
-    except (ImportError, OSError, RuntimeError):
+    except (ImportError, OSError, RuntimeError, AssertionError) as e:
+        log.warning("%s is installed but does not import (%s: %s); going on without it",
+                    module, type(e).__name__, e)
         return False
     return True
 
