@@ -37,6 +37,14 @@ def validate(cfg: Config, world_size: int) -> None:
         if not platform.has_transformer_engine():
             raise ConfigError("train.transformer_impl=transformer_engine needs "
                               "TransformerEngine on a CUDA host; use auto or local")
+    if cfg.train.fuse_wgrad_accumulation:
+        from engine.compat import platform
+
+        if cfg.train.transformer_impl == "local" or not platform.has_transformer_engine():
+            raise ConfigError("train.fuse_wgrad_accumulation=true needs TransformerEngine's "
+                              "layers (a CUDA host with TE, train.transformer_impl auto or "
+                              "transformer_engine); other layers' weight gradients are added "
+                              "into main_grad by DDP")
     if (cfg.train.max_steps is None) == (cfg.train.epochs is None):
         raise ConfigError("set exactly one of train.max_steps and train.epochs")
     if cfg.train.epochs is not None and cfg.train.epochs <= 0:

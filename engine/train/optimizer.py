@@ -17,7 +17,6 @@ from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 from megatron.core.transformer.module import Float16Module
 
-from engine.compat import platform
 from engine.config import Config
 
 
@@ -60,10 +59,8 @@ def _wgrad_into_main_grad(ddp: DistributedDataParallel) -> None:
     `main_grad` buffers that DDP allocated (no bf16 weight gradient, no separate fp32 add per
     micro-batch; the sum is also kept in fp32 throughout). megatron's own switch for this,
     `gradient_accumulation_fusion`, also demands apex for its non-TE layers, so it is set on the
-    TE modules after DDP has given every weight its `main_grad` (`train.fuse_wgrad_accumulation`;
-    without TE there is nothing to fuse)."""
-    if not platform.has_transformer_engine():
-        return
+    TE modules after DDP has given every weight its `main_grad` (`train.fuse_wgrad_accumulation`,
+    which the recipe check allows only with TE's layers)."""
     from transformer_engine.pytorch.module.base import TransformerEngineBaseModule
 
     for module in ddp.modules():

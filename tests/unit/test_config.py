@@ -72,6 +72,11 @@ def test_bad_keys_and_types_name_the_key(override, message):
     pytest.param(["train.transformer_impl=transformer_engine"], 1,
                  "train.transformer_impl=transformer_engine needs TransformerEngine",
                  marks=pytest.mark.skipif(platform.has_transformer_engine(), reason="TE here")),
+    (["train.fuse_wgrad_accumulation=true", "train.transformer_impl=local"], 1,
+     "train.fuse_wgrad_accumulation=true needs TransformerEngine's layers"),
+    pytest.param(["train.fuse_wgrad_accumulation=true"], 1,
+                 "train.fuse_wgrad_accumulation=true needs TransformerEngine's layers",
+                 marks=pytest.mark.skipif(platform.has_transformer_engine(), reason="TE here")),
 ])
 def test_impossible_layouts_are_rejected(overrides, world, message):
     cfg = load_recipe(TINY, overrides)
