@@ -116,7 +116,7 @@ class ColocatedRollout:
         return out
 
     def _try_generate(self, prompts, seeds, spec) -> tuple[list, str | None]:
-        self.engine.check_version(self.version)
+        self.engine.check_ready(self.version)
         try:
             return self.engine.generate(prompts, spec, seeds=seeds), None
         except Exception as e:  # vLLM's engine-dead and worker errors have no common base

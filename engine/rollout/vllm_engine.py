@@ -113,7 +113,7 @@ class RolloutEngine:
         (the same answers whichever engine or batch generates them) instead of `spec.seed`."""
         from vllm import SamplingParams
 
-        self.check_version(version)
+        self.check_ready(version)
         if seeds is not None and len(seeds) != len(prompts):
             raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
 
@@ -131,7 +131,7 @@ class RolloutEngine:
         """log p(token | the tokens before it) for every token of each sequence but the first."""
         from vllm import SamplingParams
 
-        self.check_version(version)
+        self.check_ready(version)
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0,
                                 detokenize=False)
         outputs = self._run(sequences, params)
@@ -175,7 +175,11 @@ class RolloutEngine:
             self.llm.wake_up(tags=None if part is None else [part])
         self.asleep -= {"weights", "kv_cache"} if part is None else {part}
 
-    def check_version(self, version: int | None) -> None:
+    def check_ready(self, version: int | None) -> None:
+        """Refuse to generate on other weights than `version` (None: any), or while asleep."""
+        if self.asleep:
+            raise RuntimeError(f"the rollout engine is asleep ({', '.join(sorted(self.asleep))} "
+                               f"freed): refit (or wake_up) before generating")
         if version is not None and version != self.weight_version:
             raise RuntimeError(f"the rollout engine holds weights version {self.weight_version}, "
                                f"not {version}: refit before generating")

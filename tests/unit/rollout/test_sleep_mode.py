@@ -1,6 +1,7 @@
 """Sleep mode around a refit (GPU only; here with stand-ins for vLLM): the engines' weights wake
 first and take the new weights, and only then does their KV cache take its memory back; the KV
-cache cannot wake before the weights. A failing shutdown is not repeated."""
+cache cannot wake before the weights, nor an engine generate while any part sleeps. A failing
+shutdown is not repeated."""
 
 from types import SimpleNamespace
 
@@ -9,7 +10,7 @@ import torch
 
 from engine.rollout import colocated
 from engine.rollout.colocated import ColocatedRollout
-from engine.rollout.vllm_engine import RolloutEngine
+from engine.rollout.vllm_engine import RolloutEngine, SamplingSpec
 
 
 class _Recording:
@@ -42,6 +43,7 @@ def _engine_on_a_gpu(calls, monkeypatch):
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append(("empty_cache",)))
     engine = object.__new__(RolloutEngine)
     engine.cuda, engine.llm, engine.asleep = True, _Recording(calls), set()
+    engine.weight_version = 0
     return engine
 
 
@@ -65,7 +67,7 @@ def test_on_cpus_waking_does_nothing():
     engine.wake_up("weights")  # vLLM has no sleep mode on CPUs: no call reaches it
 
 
-def test_after_a_sleep_the_kv_cache_wakes_only_after_the_weights(monkeypatch):
+def test_after_a_sleep_the_kv_cache_wakes_after_the_weights_and_then_it_generates(monkeypatch):
     calls = []
     engine = _engine_on_a_gpu(calls, monkeypatch)
     engine.sleep()
@@ -73,7 +75,10 @@ def test_after_a_sleep_the_kv_cache_wakes_only_after_the_weights(monkeypatch):
     with pytest.raises(RuntimeError, match="wake them before its KV cache"):
         engine.wake_up("kv_cache")
     engine.wake_up("weights")
+    with pytest.raises(RuntimeError, match=r"asleep \(kv_cache freed\): refit"):
+        engine.generate([[1, 2]], SamplingSpec())  # refused before vLLM is asked
     engine.wake_up("kv_cache")
+    engine.check_ready(version=None)
     assert [c for c in calls if c[0] == "wake_up"] == [("wake_up", (), {"tags": ["weights"]}),
                                                        ("wake_up", (), {"tags": ["kv_cache"]})]
     assert engine.asleep == set()
