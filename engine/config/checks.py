@@ -38,9 +38,9 @@ def validate(cfg: Config, world_size: int) -> None:
             raise ConfigError("train.transformer_impl=transformer_engine needs "
                               "TransformerEngine on a CUDA host; use auto or local")
     if cfg.train.fuse_wgrad_accumulation:
-        from engine.compat import platform
+        from engine.model.spec import uses_transformer_engine
 
-        if cfg.train.transformer_impl == "local" or not platform.has_transformer_engine():
+        if not uses_transformer_engine(cfg):
             raise ConfigError("train.fuse_wgrad_accumulation=true needs TransformerEngine's "
                               "layers (a CUDA host with TE, train.transformer_impl auto or "
                               "transformer_engine); other layers' weight gradients are added "
